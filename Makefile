@@ -1,0 +1,42 @@
+# Carina: `make run` starts it, `make test` runs every test. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.carina-installed
+SHARED_DATA ?= $(abspath ../shared/data)
+
+.PHONY: run test test-slow lint format bench system-deps clean
+
+$(STAMP): pyproject.toml scripts/system-deps.sh
+	bash scripts/system-deps.sh
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,deid]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/carina
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+test: lint
+	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m "not slow and not bench" \
+		--cov --cov-report=term:skip-covered --cov-report=xml:.coverage.xml
+
+test-slow: $(STAMP)
+	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m slow
+
+bench: $(STAMP)
+	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m bench -s
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.xml

@@ -1,0 +1,1 @@
+"""The ``carina`` command line: thin commands that call the layers below."""

@@ -1,0 +1,32 @@
+"""Entry point of the ``carina`` command."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from carina import __version__
+
+app = typer.Typer(
+    name="carina",
+    help="Carina: research platform for AI in medical imaging.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"carina {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Carina: research platform for AI in medical imaging."""
