@@ -8,6 +8,7 @@ RAS) happen only at the edges, in the readers and writers.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -149,10 +150,16 @@ class Geometry:
     @property
     def orientation(self) -> str:
         """Closest anatomical orientation code, e.g. ``"LPS"`` (axis i points left, ...)."""
+        # Assign each array axis a distinct patient axis, maximising the summed |cosines|, so
+        # that strongly oblique grids still get a valid code.
+        d = np.abs(self.direction)
+        best = max(
+            itertools.permutations(range(3)), key=lambda p: sum(d[p[a], a] for a in range(3))
+        )
         letters = []
-        for col in self.direction.T:
-            axis = int(np.argmax(np.abs(col)))
-            letters.append(_AXIS_LETTERS[axis][0 if col[axis] > 0 else 1])
+        for array_axis, world_axis in enumerate(best):
+            positive = self.direction[world_axis, array_axis] > 0
+            letters.append(_AXIS_LETTERS[world_axis][0 if positive else 1])
         return "".join(letters)
 
     @property
@@ -259,7 +266,9 @@ class Geometry:
             else:
                 t[src, new_axis] = 1.0
         shape = tuple(self.shape[p] for p in perm)
-        return Geometry(self.affine @ t, (shape[0], shape[1], shape[2]), self.frame_of_reference_uid)
+        return Geometry(
+            self.affine @ t, (shape[0], shape[1], shape[2]), self.frame_of_reference_uid
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

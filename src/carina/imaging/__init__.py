@@ -1,0 +1,27 @@
+"""Image files and resampling: the SimpleITK and nibabel bridge of Carina's core types.
+
+NIfTI (RAS) is converted to and from LPS here, at the edge; everything above sees LPS geometry.
+"""
+
+from carina.imaging.formats import (
+    SUPPORTED_SUFFIXES,
+    is_image_file,
+    read_image,
+    read_labelmap,
+    write_image,
+)
+from carina.imaging.resample import Interpolator, resample_to_geometry, resample_to_spacing
+from carina.imaging.sitk import from_sitk, to_sitk
+
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "Interpolator",
+    "from_sitk",
+    "is_image_file",
+    "read_image",
+    "read_labelmap",
+    "resample_to_geometry",
+    "resample_to_spacing",
+    "to_sitk",
+    "write_image",
+]

@@ -1,0 +1,161 @@
+"""Reading and writing NIfTI, NRRD and MetaImage files.
+
+NIfTI goes through nibabel so that the RAS→LPS conversion is explicit: the file's affine (sform, or
+qform when no sform is set, as nibabel chooses) is multiplied by diag(-1, -1, 1, 1). NRRD and
+MetaImage go through SimpleITK, which already works in LPS.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import numpy.typing as npt
+import SimpleITK as sitk
+from nibabel.filebasedimages import ImageFileError
+
+from carina.core.errors import GeometryError, ImageIOError, UnsupportedFormatError
+from carina.core.geometry import Geometry
+from carina.core.labels import LabelSet
+from carina.core.volume import LabelMap, Volume
+from carina.imaging.sitk import from_sitk, to_sitk
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in SUPPORTED_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix
+    return path.suffix.lower()
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True when the name ends in a suffix Carina reads as an image file (not DICOM)."""
+    return _suffix(Path(path)) in SUPPORTED_SUFFIXES
+
+
+def _check_suffix(path: Path) -> str:
+    suffix = _suffix(path)
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise UnsupportedFormatError(
+            f"{path.name}: unsupported image format {suffix or '(no suffix)'}; "
+            f"use one of {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    return suffix
+
+
+def _nifti_array(img: Any, path: Path) -> npt.NDArray[Any]:
+    data = np.asanyarray(img.dataobj)
+    if data.dtype.names is not None and set(data.dtype.names) >= {"R", "G", "B"}:
+        data = np.stack([data["R"], data["G"], data["B"]], axis=-1)  # RGB24 NIfTI
+        if data.ndim == 5 and data.shape[3] == 1:
+            data = data[:, :, :, 0, :]
+        return np.asarray(data)
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim == 2:
+        data = data[:, :, np.newaxis]
+    if data.ndim != 3:
+        raise UnsupportedFormatError(
+            f"{path.name}: {data.ndim}-D NIfTI images (shape {data.shape}) are not supported; "
+            "split time series or components into 3-D files"
+        )
+    return np.asarray(data)
+
+
+def _read_nifti(path: Path) -> Volume:
+    try:
+        img = nib.load(str(path))
+        array = _nifti_array(img, path)
+        affine = np.asarray(img.affine, dtype=np.float64)
+    except (OSError, EOFError, ValueError, ImageFileError) as exc:
+        raise ImageIOError(f"{path.name}: cannot read NIfTI: {exc}") from exc
+    try:
+        geometry = Geometry.from_ras_affine(affine, array.shape[:3])
+    except GeometryError as exc:
+        raise ImageIOError(f"{path.name}: invalid geometry: {exc}") from exc
+    return Volume(array, geometry, description=path.name)
+
+
+def _write_nifti(volume: Volume, path: Path) -> None:
+    array: npt.NDArray[Any] = np.asarray(volume.array)
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if array.dtype == np.int64 and array.size:
+        lo, hi = int(array.min()), int(array.max())
+        if np.iinfo(np.int32).min <= lo and hi <= np.iinfo(np.int32).max:
+            array = array.astype(np.int32)
+    if array.ndim == 4:
+        if array.shape[3] != 3 or array.dtype != np.uint8:
+            raise UnsupportedFormatError("NIfTI writes multi-channel images as 8-bit RGB only")
+        rgb = np.zeros(array.shape[:3], dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+        rgb["R"], rgb["G"], rgb["B"] = array[..., 0], array[..., 1], array[..., 2]
+        array = rgb
+    img = nib.Nifti1Image(np.ascontiguousarray(array), volume.geometry.ras_affine)
+    img.set_sform(volume.geometry.ras_affine, code=1)
+    img.set_qform(volume.geometry.ras_affine, code=1)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, str(path))
+
+
+def read_image(path: str | Path) -> Volume:
+    """Read a NIfTI, NRRD or MetaImage file into a :class:`Volume` with LPS geometry."""
+    p = Path(path)
+    suffix = _check_suffix(p)
+    if not p.is_file():
+        raise ImageIOError(f"{p}: no such file")
+    if suffix in NIFTI_SUFFIXES:
+        return _read_nifti(p)
+    try:
+        image = sitk.ReadImage(str(p))
+    except RuntimeError as exc:
+        raise ImageIOError(f"{p.name}: cannot read: {str(exc).strip().splitlines()[-1]}") from exc
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries([image])
+    if image.GetDimension() != 3:
+        raise UnsupportedFormatError(f"{p.name}: {image.GetDimension()}-D images are not supported")
+    try:
+        volume = from_sitk(image)
+    except GeometryError as exc:
+        raise ImageIOError(f"{p.name}: invalid geometry: {exc}") from exc
+    return Volume(volume.array, volume.geometry, description=p.name)
+
+
+def read_labelmap(path: str | Path, labels: LabelSet | None = None) -> LabelMap:
+    """Read a segmentation file as a :class:`LabelMap` (integer values; ``labels`` names them)."""
+    volume = read_image(path)
+    array = volume.array
+    if not np.issubdtype(array.dtype, np.integer):
+        rounded = np.rint(array)
+        if not np.array_equal(rounded, array):
+            raise ImageIOError(f"{Path(path).name}: label map holds non-integer values")
+        array = rounded.astype(np.int32)
+    return LabelMap(
+        array, volume.geometry, description=volume.description, labels=labels or LabelSet()
+    )
+
+
+def write_image(volume: Volume, path: str | Path) -> Path:
+    """Write ``volume`` to NIfTI (RAS on disk), NRRD or MetaImage; the suffix picks the format.
+
+    The file is written to a temporary name first and renamed, so a failure leaves no partial file.
+    """
+    p = Path(path)
+    suffix = _check_suffix(p)
+    tmp = p.with_name(f".{p.name}.partial{suffix}")
+    try:
+        if suffix in NIFTI_SUFFIXES:
+            _write_nifti(volume, tmp)
+        else:
+            sitk.WriteImage(to_sitk(volume), str(tmp), useCompression=True)
+        tmp.replace(p)
+    except (OSError, RuntimeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise ImageIOError(f"cannot write {p}: {exc}") from exc
+    return p
