@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
+from carina.cli import images
 
 app = typer.Typer(
     name="carina",
@@ -30,3 +31,7 @@ def main(
     ),
 ) -> None:
     """Carina: research platform for AI in medical imaging."""
+
+
+app.command("info")(images.info_command)
+app.command("convert")(images.convert_command)

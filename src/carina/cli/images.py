@@ -1,0 +1,143 @@
+"""``carina info`` and ``carina convert``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+
+from carina.core.errors import CarinaError
+from carina.services.images import InspectResult, Progress, SeriesReport, convert, inspect
+
+console = Console()
+err_console = Console(stderr=True)
+
+_STAGES = {"scan": "Reading headers", "load": "Loading series", "convert": "Writing"}
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress | None]:
+    """Rich progress bars for the stages a service reports; silent when ``enabled`` is False."""
+    if not enabled:
+        yield None
+        return
+    with RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _fmt(values: tuple[float, ...] | None, digits: int = 4, sep: str = " x ") -> str:
+    return "-" if values is None else sep.join(f"{v:.{digits}g}" for v in values)
+
+
+def _print_report(result: InspectResult) -> None:
+    for report in result.series:
+        _print_series(report)
+    if result.rejected:
+        table = Table(title=f"{len(result.rejected)} file(s) not read", title_justify="left")
+        table.add_column("file")
+        table.add_column("reason")
+        for rejected in result.rejected:
+            table.add_row(rejected.source, rejected.reason)
+        console.print(table)
+
+
+def _print_series(r: SeriesReport) -> None:
+    title = r.series_instance_uid or r.source
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    table.add_row("modality", r.modality or "-")
+    if r.description:
+        table.add_row("description", r.description)
+    if r.n_instances:
+        table.add_row("instances", str(r.n_instances))
+    if r.loaded:
+        table.add_row("shape", "x".join(str(s) for s in r.shape or ()))
+        table.add_row("spacing (mm)", _fmt(r.spacing))
+        table.add_row("origin (LPS mm)", _fmt(r.origin, 6))
+        table.add_row("orientation", r.orientation or "-")
+        table.add_row("data type", r.dtype or "-")
+        table.add_row("value range", _fmt(r.value_range, 6, sep=" .. "))
+    if r.error:
+        table.add_row("error", f"[red]{r.error}[/red]")
+    for problem in r.problems:
+        table.add_row("problem", f"[yellow]{problem}[/yellow]")
+    console.print(table)
+
+
+def info_command(
+    path: Path = typer.Argument(..., help="DICOM folder, file or ZIP; or a NIfTI/NRRD/MHA file."),
+    as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON."),
+) -> None:
+    """Describe the series found: modality, shape, spacing, orientation, value range, problems."""
+    try:
+        with _progress(not as_json) as update:
+            result = inspect(path, progress=update)
+    except CarinaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        payload = {
+            "series": [asdict(r) for r in result.series],
+            "rejected": [asdict(r) for r in result.rejected],
+        }
+        console.print_json(json.dumps(payload))
+    else:
+        _print_report(result)
+    if not any(r.loaded for r in result.series):
+        raise typer.Exit(1)
+
+
+def convert_command(
+    source: Path = typer.Argument(..., help="DICOM folder, file or ZIP; or an image file."),
+    output: Path = typer.Argument(
+        ..., help="Output file (.nii.gz, .nii, .nrrd, .mha) or a folder for one file per series."
+    ),
+    series: str | None = typer.Option(
+        None, "--series", help="SeriesInstanceUID (or a prefix) of the series to convert."
+    ),
+    resample_irregular: bool = typer.Option(
+        False,
+        "--resample-irregular",
+        help="Resample gantry-tilted or unevenly spaced series onto a regular grid.",
+    ),
+    fmt: str = typer.Option(".nii.gz", "--format", help="File format when OUTPUT is a folder."),
+) -> None:
+    """Convert images to NIfTI, NRRD or MetaImage (LPS geometry kept, RAS written for NIfTI)."""
+    try:
+        with _progress(True) as update:
+            written = convert(
+                source,
+                output,
+                series_uid=series,
+                resample_irregular=resample_irregular,
+                fmt=fmt if fmt.startswith(".") else "." + fmt,
+                progress=update,
+            )
+    except CarinaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for path in written:
+        console.print(f"wrote {path}")

@@ -1,0 +1,1 @@
+"""Use cases that combine the layers below (inspect and convert images, ingest, ...)."""
