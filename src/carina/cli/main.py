@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
-from carina.cli import images
+from carina.cli import images, measure
 
 app = typer.Typer(
     name="carina",
@@ -35,3 +35,4 @@ def main(
 
 app.command("info")(images.info_command)
 app.command("convert")(images.convert_command)
+app.command("quant")(measure.quant_command)

@@ -110,6 +110,43 @@ def _output_suffix(path: Path) -> str | None:
     return next((s for s in SUPPORTED_SUFFIXES if name.endswith(s)), None)
 
 
+def load_image(
+    source: str | Path,
+    *,
+    series_uid: str | None = None,
+    resample_irregular: bool = False,
+    progress: Progress | None = None,
+) -> Volume:
+    """One volume from an image file, or from the single (or chosen) image series of DICOM."""
+    src = Path(source)
+    if not src.exists():
+        raise ImageIOError(f"{src}: no such file or folder")
+    if src.is_file() and is_image_file(src):
+        return read_image(src)
+    found = scan(src, progress=(lambda d, t: progress("scan", d, t)) if progress else None)
+    candidates = _select_series(src, found.series, found.rejected, series_uid)
+    if len(candidates) > 1:
+        listing = ", ".join(f"{s.series_instance_uid} ({_series_label(s)})" for s in candidates)
+        raise SeriesError(
+            f"{src} holds {len(candidates)} image series; choose one with --series: {listing}"
+        )
+    return load_series(candidates[0], resample_irregular=resample_irregular).volume
+
+
+def _select_series(
+    src: Path, series: list[SeriesInfo], rejected: list[Rejected], series_uid: str | None
+) -> list[SeriesInfo]:
+    candidates = [s for s in series if s.has_pixels]
+    if series_uid:
+        candidates = [s for s in candidates if s.series_instance_uid.startswith(series_uid)]
+    if not candidates:
+        reasons = "; ".join(f"{r.source}: {r.reason}" for r in rejected[:5])
+        raise SeriesError(
+            f"no image series found in {src}" + (f" (rejected: {reasons})" if reasons else "")
+        )
+    return candidates
+
+
 def convert(
     source: str | Path,
     output: str | Path,
@@ -138,14 +175,7 @@ def convert(
         return [write_image(volume, target)]
 
     found = scan(src, progress=(lambda d, t: progress("scan", d, t)) if progress else None)
-    candidates = [s for s in found.series if s.has_pixels]
-    if series_uid:
-        candidates = [s for s in candidates if s.series_instance_uid.startswith(series_uid)]
-    if not candidates:
-        reasons = "; ".join(f"{r.source}: {r.reason}" for r in found.rejected[:5])
-        raise SeriesError(
-            f"no image series found in {src}" + (f" (rejected: {reasons})" if reasons else "")
-        )
+    candidates = _select_series(src, list(found.series), list(found.rejected), series_uid)
     if not to_folder and len(candidates) > 1:
         listing = ", ".join(f"{s.series_instance_uid} ({_series_label(s)})" for s in candidates)
         raise SeriesError(
