@@ -20,7 +20,9 @@ class DependencyMissingError(CarinaError):
 
     def __init__(self, package: str, feature: str, extra: str | None = None) -> None:
         hint = f"pip install 'carina[{extra}]'" if extra else f"pip install {package}"
-        super().__init__(f"{feature} needs the package {package!r}, which is not installed ({hint})")
+        super().__init__(
+            f"{feature} needs the package {package!r}, which is not installed ({hint})"
+        )
         self.package = package
         self.feature = feature
 
@@ -55,6 +57,10 @@ class DicomDecodeError(DicomError):
 
 class NoPixelDataError(DicomError):
     """The DICOM object carries no image pixels (e.g. SR, RT plan, presentation state)."""
+
+
+class UnsupportedDicomError(DicomError):
+    """A valid DICOM object of a kind that is not read as an image volume (e.g. SEG, tiled WSI)."""
 
 
 class SeriesError(DicomError):
