@@ -119,7 +119,7 @@ def _valid_uid(value: Any) -> bool:
 def read_dataset(
     fp: BinaryIO, label: str, *, headers_only: bool = False
 ) -> tuple[Dataset, list[str]]:
-    """Parse one DICOM object from a binary stream; return it and the warnings pydicom gave.
+    """Parse one DICOM object from a binary stream; return it and pydicom's warnings.
 
     Files without the 128-byte preamble and file meta header are accepted when they parse as a
     raw dataset that carries valid SOP Class and SOP Instance UIDs. Raises :class:`NotDicomError`
@@ -140,7 +140,7 @@ def read_dataset(
                 ds = pydicom.dcmread(fp, defer_size=defer, force=True)
                 if not (_valid_uid(ds.get("SOPClassUID")) and _valid_uid(ds.get("SOPInstanceUID"))):
                     raise NotDicomError(f"{label}: not a DICOM file (no DICOM header or UIDs)")
-                notes.append(f"{label}: no DICOM file meta header; read as a raw dataset")
+                notes.append("no DICOM file meta header; read as a raw dataset")
             else:
                 raise NotDicomError(f"{label}: not a DICOM file (no 'DICM' prefix)")
         except CarinaError:
@@ -153,7 +153,7 @@ def read_dataset(
             raise DicomError(
                 f"{label}: damaged DICOM header ({type(exc).__name__}: {exc})"
             ) from exc
-    notes.extend(f"{label}: {w.message}" for w in caught)
+    notes.extend(str(w.message) for w in caught)
     return ds, notes
 
 
@@ -250,6 +250,8 @@ def _expected_native_bytes(ds: Dataset) -> int | None:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
     except (AttributeError, TypeError, ValueError):
         return None
+    if samples == 3 and str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+        samples = 2  # two chroma samples shared by each pair of pixels
     n = rows * cols * samples * frames
     return (n * bits + 7) // 8
 
@@ -263,10 +265,11 @@ def _pixel_problem(ds: Dataset, stream_size: int) -> str | None:
     tell = getattr(raw, "value_tell", None)
     if length is None or length == 0xFFFFFFFF:
         return None
-    if tell is not None and tell + length > stream_size:
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    deflated = ts is not None and UID(ts).is_deflated
+    if tell is not None and not deflated and tell + length > stream_size:
         short = tell + length - stream_size
         return f"truncated: pixel data needs {length} bytes, the file ends {short} bytes early"
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if ts is not None and UID(ts).is_compressed:
         return None
     expected = _expected_native_bytes(ds)
@@ -329,28 +332,47 @@ def scan(path: str | Path, progress: Callable[[int, int], None] | None = None) -
     groups: dict[tuple[str, ...], list[tuple[InstanceRef, Dataset]]] = {}
     seen: dict[str, str] = {}
     for done, cand in enumerate(candidates, start=1):
-        try:
-            ds, size = _read_candidate(cand)
-            reason = _reject_reason(ds, size)
-        except NotDicomError:
-            reason = "not a DICOM file"
-        except DicomError as exc:
-            reason = str(exc).removeprefix(f"{cand.label}: ")
-        if reason is None:
-            ref = _instance_ref(cand, ds)
-            if ref.sop_instance_uid in seen:
-                first = seen[ref.sop_instance_uid]
-                reason = f"duplicate of SOP instance {ref.sop_instance_uid} in {first}"
-            else:
-                seen[ref.sop_instance_uid] = cand.label
-                groups.setdefault(_series_key(cand, ds), []).append((ref, ds))
+        # Header values are converted lazily; pydicom's warnings about odd values are given
+        # again when the series is loaded, where they become problem notes.
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            reason = _take(cand, seen, groups)
         if reason is not None:
             rejected.append(Rejected(cand.label, reason))
         if progress is not None:
             progress(done, total)
-    series = [_series_info(key[0], members) for key, members in groups.items()]
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        series = [_series_info(key[0], members) for key, members in groups.items()]
     series.sort(key=lambda s: (s.study_instance_uid, s.series_number or 0, s.series_instance_uid))
     return ScanResult(series=series, rejected=rejected)
+
+
+def _take(
+    cand: _Candidate,
+    seen: dict[str, str],
+    groups: dict[tuple[str, ...], list[tuple[InstanceRef, Dataset]]],
+) -> str | None:
+    """Read one candidate's header into ``groups``; return why it was rejected, if it was."""
+    try:
+        ds, size = _read_candidate(cand)
+        reason = _reject_reason(ds, size)
+        if reason is not None:
+            return reason
+        ref = _instance_ref(cand, ds)
+        key = _series_key(cand, ds)
+    except NotDicomError:
+        return "not a DICOM file"
+    except DicomError as exc:
+        return str(exc).removeprefix(f"{cand.label}: ")
+    except Exception as exc:  # header values that pydicom cannot convert
+        return f"damaged DICOM header ({type(exc).__name__}: {exc})"
+    if ref.sop_instance_uid in seen:
+        first = seen[ref.sop_instance_uid]
+        return f"duplicate of SOP instance {ref.sop_instance_uid} in {first}"
+    seen[ref.sop_instance_uid] = cand.label
+    groups.setdefault(key, []).append((ref, ds))
+    return None
 
 
 def _reject_reason(ds: Dataset, size: int) -> str | None:

@@ -56,7 +56,7 @@ def _fill_missing_transfer_syntax(ds: Dataset, label: str) -> list[str]:
         meta = FileMetaDataset()
         ds.file_meta = meta
     meta.TransferSyntaxUID = ts
-    return [f"{label}: transfer syntax missing from the file meta header; assumed {ts.name}"]
+    return [f"transfer syntax missing from the file meta header; assumed {ts.name}"]
 
 
 def number_of_frames(ds: Dataset) -> int:
@@ -74,26 +74,30 @@ def decode(ds: Dataset, label: str | None = None) -> tuple[npt.NDArray[Any], lis
     keep their indices. Raises :class:`NoPixelDataError` or :class:`DicomDecodeError`.
     """
     name = label or dataset_label(ds)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arr, notes = _decode(ds, name)
+    notes.extend(str(w.message) for w in caught)
+    return arr, notes
+
+
+def _decode(ds: Dataset, name: str) -> tuple[npt.NDArray[Any], list[str]]:
     if not has_pixel_data(ds):
         raise NoPixelDataError(
             f"{name}: no pixel data ({_sop_class_name(ds)}, modality {ds.get('Modality', '?')})"
         )
     notes = _fill_missing_transfer_syntax(ds, name)
     ts = ds.file_meta.TransferSyntaxUID
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            arr = np.asarray(ds.pixel_array)
-        except CarinaError:
-            raise
-        except Exception as exc:  # codec plugins raise many exception types
-            raise DicomDecodeError(
-                f"{name}: cannot decode pixel data ({UID(ts).name or ts}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-    notes.extend(f"{name}: {w.message}" for w in caught)
-    frames = number_of_frames(ds)
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    try:
+        arr = np.asarray(ds.pixel_array)
+        frames = number_of_frames(ds)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    except CarinaError:
+        raise
+    except Exception as exc:  # codec plugins and header conversions raise many types
+        raise DicomDecodeError(
+            f"{name}: cannot decode pixel data ({UID(ts).name or ts}): {type(exc).__name__}: {exc}"
+        ) from exc
     plane_ndim = 2 if samples == 1 else 3
     if arr.ndim == plane_ndim:
         arr = arr[np.newaxis]

@@ -9,6 +9,7 @@ LUT (HU for CT).
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -497,9 +498,11 @@ def _assemble(
 
 def _units(ds: Dataset) -> str:
     modality = str(ds.get("Modality", ""))
-    rescale_type = ds.get("RescaleType")
+    rescale_type = str(ds.get("RescaleType", "") or "")
+    if rescale_type == "US":  # "unspecified"
+        return ""
     if rescale_type:
-        return str(rescale_type)
+        return rescale_type
     if modality == "CT":
         return "HU"
     if modality == "RTDOSE":
@@ -509,7 +512,7 @@ def _units(ds: Dataset) -> str:
     return ""
 
 
-def _metadata(ds: Dataset, info: SeriesInfo, problems: tuple[str, ...]) -> dict[str, str]:
+def _metadata(ds: Dataset, info: SeriesInfo) -> dict[str, str]:
     meta = {
         "StudyInstanceUID": info.study_instance_uid,
         "SeriesInstanceUID": info.series_instance_uid,
@@ -525,8 +528,6 @@ def _metadata(ds: Dataset, info: SeriesInfo, problems: tuple[str, ...]) -> dict[
         if value is not None and value != "":
             first = value[0] if not isinstance(value, str | float | int) and len(value) else value
             meta[keyword] = str(first)
-    if problems:
-        meta["problems"] = "; ".join(problems)
     return meta
 
 
@@ -555,6 +556,27 @@ def load_series(info: SeriesInfo, *, resample_irregular: bool = False) -> Loaded
     if not info.sources:
         raise SeriesError(f"series {info.series_instance_uid} has no instances")
     notes = _Notes()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        array, geometry, metadata = _load(info, resample_irregular, notes)
+    for w in caught:
+        notes.add(f"pydicom: {w.message}")
+    problems = notes.result()
+    if problems:
+        metadata["problems"] = "; ".join(problems)
+    volume = Volume(
+        array,
+        geometry,
+        modality=info.modality or None,
+        description=info.series_description,
+        metadata=metadata,
+    )
+    return LoadedSeries(volume=volume, problems=problems)
+
+
+def _load(
+    info: SeriesInfo, resample: bool, notes: _Notes
+) -> tuple[npt.NDArray[Any], Geometry, dict[str, str]]:
     if not info.series_instance_uid:
         notes.add(
             "SeriesInstanceUID is empty; instances grouped by folder, series number, "
@@ -595,20 +617,12 @@ def load_series(info: SeriesInfo, *, resample_irregular: bool = False) -> Loaded
         frames,
         values,
         str(frame_of_reference) if frame_of_reference else None,
-        resample_irregular,
+        resample,
         notes,
     )
     axes = (2, 1, 0, 3) if stacked.ndim == 4 else (2, 1, 0)
     array = np.ascontiguousarray(np.transpose(stacked, axes))
-    problems = notes.result()
-    volume = Volume(
-        array,
-        geometry,
-        modality=info.modality or None,
-        description=info.series_description,
-        metadata=_metadata(first_ds, info, problems),
-    )
-    return LoadedSeries(volume=volume, problems=problems)
+    return array, geometry, _metadata(first_ds, info)
 
 
 def read_volume(path: str | Path) -> Volume:
