@@ -59,6 +59,10 @@ class NoPixelDataError(DicomError):
     """The DICOM object carries no image pixels (e.g. SR, RT plan, presentation state)."""
 
 
+class UnsupportedDicomError(DicomError):
+    """A valid DICOM object of a kind that is not read as an image volume (e.g. SEG, tiled WSI)."""
+
+
 class SeriesError(DicomError):
     """The instances of a series do not form one consistent volume."""
 
