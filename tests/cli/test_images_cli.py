@@ -67,11 +67,11 @@ def test_convert_matches_reference_segmentation(ref: Path, tmp_path: Path) -> No
     seg = read_labelmap(ref / "ct_dicom_seg_total.nii.gz", labels)
     seg_on_ct_axes = seg.reorient(ct.geometry.orientation)
     np.testing.assert_allclose(seg_on_ct_axes.geometry.affine, ct.geometry.affine, atol=1e-3)
-    # On disk (RAS): voxel (i, j, k) of ours is voxel (511 - i, j, k) of the LAS-ordered seg.
+    # On disk (RAS): voxel (i, j, k) of ours (LPS) is voxel (i, 511 - j, k) of the LAS seg.
     corners = np.array([[0, 0, 0, 1], [511, 511, 19, 1], [0, 511, 19, 1]], dtype=float).T
-    flip_i = np.array([[-1, 0, 0, 511], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
+    flip_j = np.array([[1, 0, 0, 0], [0, -1, 0, 511], [0, 0, 1, 0], [0, 0, 0, 1]], dtype=float)
     np.testing.assert_allclose(
-        ct_nifti.affine @ corners, seg_nifti.affine @ flip_i @ corners, atol=1e-3
+        ct_nifti.affine @ corners, seg_nifti.affine @ flip_j @ corners, atol=1e-3
     )
     # The segmentation overlays the CT: organ HU in the expected ranges.
     on_ct = resample_to_geometry(seg, ct.geometry)
@@ -105,9 +105,13 @@ def test_convert_folder_output_one_file_per_series(shared_data: Path, tmp_path: 
     result = runner.invoke(app, ["convert", str(src), str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     written = sorted((tmp_path / "out").glob("*.nii.gz"))
+    assert len(written) == result.output.count("wrote ")
     assert written
     for path in written:
         assert read_image(path).shape[0] > 0
+    # the SEG objects in that folder are not image volumes: skipped with the reason
+    assert "skipped" in result.output
+    assert "DICOM SEG" in result.output
 
 
 def test_errors_are_clear(tmp_path: Path) -> None:

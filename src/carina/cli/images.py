@@ -96,7 +96,7 @@ def info_command(
         with _progress(not as_json) as update:
             result = inspect(path, progress=update)
     except CarinaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     if as_json:
         payload = {
@@ -137,7 +137,9 @@ def convert_command(
                 progress=update,
             )
     except CarinaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
-    for path in written:
-        console.print(f"wrote {path}")
+    for path in written.written:
+        console.print(f"wrote {path}", soft_wrap=True)
+    for uid, reason in written.skipped:
+        err_console.print(f"[yellow]skipped[/yellow] {uid}: {reason}", soft_wrap=True)

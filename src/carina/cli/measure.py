@@ -42,7 +42,7 @@ def quant_command(
                 progress=update,
             )
     except CarinaError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     if csv_out:
         result.to_csv(csv_out)

@@ -147,6 +147,14 @@ def _select_series(
     return candidates
 
 
+@dataclass(frozen=True)
+class ConvertResult:
+    """Files written, and series of the source that could not be converted (with the reason)."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
 def convert(
     source: str | Path,
     output: str | Path,
@@ -155,11 +163,12 @@ def convert(
     resample_irregular: bool = False,
     fmt: str = ".nii.gz",
     progress: Progress | None = None,
-) -> list[Path]:
+) -> ConvertResult:
     """Convert ``source`` to NIfTI/NRRD/MHA.
 
     ``output`` is a file (its suffix picks the format; the source must then hold one image series
-    or ``series_uid`` must choose one) or a folder (one file per image series, format ``fmt``).
+    or ``series_uid`` must choose one, and any failure is raised) or a folder (one file per image
+    series, format ``fmt``; series that cannot be loaded are skipped and reported).
     """
     src, out = Path(source), Path(output)
     if not src.exists():
@@ -167,30 +176,37 @@ def convert(
     if fmt not in SUPPORTED_SUFFIXES:
         raise ImageIOError(f"unknown output format {fmt!r}; use one of {SUPPORTED_SUFFIXES}")
     to_folder = _output_suffix(out) is None
-    if to_folder:
-        out.mkdir(parents=True, exist_ok=True)
     if src.is_file() and is_image_file(src):
         volume = read_image(src)
+        if to_folder:
+            out.mkdir(parents=True, exist_ok=True)
         target = out / (_safe_name(src.name.split(".")[0]) + fmt) if to_folder else out
-        return [write_image(volume, target)]
+        return ConvertResult([write_image(volume, target)])
 
     found = scan(src, progress=(lambda d, t: progress("scan", d, t)) if progress else None)
     candidates = _select_series(src, list(found.series), list(found.rejected), series_uid)
-    if not to_folder and len(candidates) > 1:
-        listing = ", ".join(f"{s.series_instance_uid} ({_series_label(s)})" for s in candidates)
-        raise SeriesError(
-            f"{src} holds {len(candidates)} image series; choose one with --series "
-            f"or give an output folder: {listing}"
-        )
-    written: list[Path] = []
+    if not to_folder:
+        if len(candidates) > 1:
+            listing = ", ".join(f"{s.series_instance_uid} ({_series_label(s)})" for s in candidates)
+            raise SeriesError(
+                f"{src} holds {len(candidates)} image series; choose one with --series "
+                f"or give an output folder: {listing}"
+            )
+        volume = load_series(candidates[0], resample_irregular=resample_irregular).volume
+        return ConvertResult([write_image(volume, out)])
+    out.mkdir(parents=True, exist_ok=True)
+    result = ConvertResult()
     for n, info in enumerate(candidates, start=1):
-        volume = load_series(info, resample_irregular=resample_irregular).volume
-        if to_folder:
-            name = _safe_name(f"{n:03d}_{_series_label(info)}_{info.series_instance_uid[-8:]}")
-            target = out / (name + fmt)
+        try:
+            volume = load_series(info, resample_irregular=resample_irregular).volume
+        except CarinaError as exc:
+            result.skipped.append((info.series_instance_uid, str(exc)))
         else:
-            target = out
-        written.append(write_image(volume, target))
+            name = _safe_name(f"{n:03d}_{_series_label(info)}_{info.series_instance_uid[-8:]}")
+            result.written.append(write_image(volume, out / (name + fmt)))
         if progress:
             progress("convert", n, len(candidates))
-    return written
+    if not result.written:
+        reasons = "; ".join(f"{uid}: {why}" for uid, why in result.skipped[:5])
+        raise SeriesError(f"no series of {src} could be converted: {reasons}")
+    return result
