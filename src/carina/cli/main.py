@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
-from carina.cli import images, measure
+from carina.cli import export, images, measure
 
 app = typer.Typer(
     name="carina",
@@ -36,3 +36,4 @@ def main(
 app.command("info")(images.info_command)
 app.command("convert")(images.convert_command)
 app.command("quant")(measure.quant_command)
+app.add_typer(export.app, name="export")
