@@ -271,6 +271,20 @@ def test_legacy_multiframe_matches_single_frames(shared_data: Path) -> None:
     np.testing.assert_array_equal(multi.array, single.array)
 
 
+def test_rtdose_frames_follow_grid_frame_offsets(shared_data: Path) -> None:
+    path = shared_data / "dicom_variants" / "pydicom" / "rtdose.dcm"
+    ds = pydicom.dcmread(path)
+    (info,) = scan(path).series
+    vol = load_series(info).volume
+    assert vol.shape == (10, 10, 15)
+    np.testing.assert_allclose(vol.geometry.spacing, (10.0, 10.0, 5.0))
+    assert vol.geometry.origin == pytest.approx([float(v) for v in ds.ImagePositionPatient])
+    assert vol.array.dtype == np.float32
+    # Dose in Gy: stored values times DoseGridScaling, frame f at offset f.
+    expected = ds.pixel_array[7].astype(np.float64) * float(ds.DoseGridScaling)
+    np.testing.assert_allclose(vol.array[:, :, 7], expected.T, rtol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def shuffle_case(
     base: pydicom.Dataset, tmp_path_factory: pytest.TempPathFactory

@@ -171,7 +171,8 @@ def _frames_of(ds: Dataset, pixels: npt.NDArray[Any], label: str, notes: _Notes)
             # Classic multi-frame: one position for the whole object.
             if offsets is not None and top_position is not None and orientation is not None:
                 normal = np.cross(orientation[:3], orientation[3:])
-                position = top_position + offsets[f] * normal
+                # Relative offsets start at 0; absolute ones at the first frame's position.
+                position = top_position + (offsets[f] - offsets[0]) * normal
             else:
                 position = None
         spacing = _floats(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing", ds), 2)
@@ -279,14 +280,16 @@ def _shift_axis(arr: FloatArray, shift: float, axis: int, fill: float) -> FloatA
 
 
 def _interpolate_slices(
-    slices: FloatArray, positions: FloatArray, targets: FloatArray
-) -> FloatArray:
-    """Linear interpolation of slices (stacked on axis 0) at positions along the normal."""
-    idx = np.clip(np.searchsorted(positions, targets, side="right") - 1, 0, len(positions) - 2)
-    lo, hi = positions[idx], positions[idx + 1]
-    w = np.clip((targets - lo) / (hi - lo), 0.0, 1.0)
-    shape = (-1,) + (1,) * (slices.ndim - 1)
-    out: FloatArray = (1.0 - w).reshape(shape) * slices[idx] + w.reshape(shape) * slices[idx + 1]
+    slices: npt.NDArray[Any], positions: FloatArray, targets: FloatArray
+) -> npt.NDArray[np.float32]:
+    """Linear interpolation (float32) of slices stacked on axis 0 at positions along the normal."""
+    out = np.empty((len(targets), *slices.shape[1:]), dtype=np.float32)
+    for t, target in enumerate(targets):
+        lo = int(
+            np.clip(np.searchsorted(positions, target, side="right") - 1, 0, len(positions) - 2)
+        )
+        w = float(np.clip((target - positions[lo]) / (positions[lo + 1] - positions[lo]), 0.0, 1.0))
+        out[t] = (1.0 - w) * slices[lo].astype(np.float32) + w * slices[lo + 1].astype(np.float32)
     return out
 
 
@@ -477,9 +480,7 @@ def _assemble(
                 )
             count = int(np.rint((along[-1] - along[0]) / step)) + 1
             targets = along[0] + step * np.arange(count)
-            stacked = _interpolate_slices(stacked.astype(np.float64), along, targets).astype(
-                np.float32
-            )
+            stacked = _interpolate_slices(stacked, along, targets)
             notes.add(
                 f"uneven slice spacing ({summary}): {n} slices linearly interpolated onto "
                 f"{count} slices with a uniform step of {step:.3f} mm"
