@@ -187,6 +187,9 @@ def check_file(
             )
             assert match is not None, f"slice {k} matches no frame of the file"
             unmatched.remove(match)
+        if vol.array.ndim == 4:
+            assert vol.channels == 3
+            assert vol.metadata["PhotometricInterpretation"] == "RGB"
         if ref.get("Modality") == "CT" and ref.get("RescaleType", "HU") == "HU":
             assert vol.metadata["units"] == "HU"
         if not ("ImagePositionPatient" in ref or "PerFrameFunctionalGroupsSequence" in ref):

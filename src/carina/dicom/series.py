@@ -623,7 +623,10 @@ def _load(
     )
     axes = (2, 1, 0, 3) if stacked.ndim == 4 else (2, 1, 0)
     array = np.ascontiguousarray(np.transpose(stacked, axes))
-    return array, geometry, _metadata(first_ds, info)
+    metadata = _metadata(first_ds, info)
+    if array.ndim == 4:  # YBR is converted by pydicom, palette colour above
+        metadata["PhotometricInterpretation"] = "RGB"
+    return array, geometry, metadata
 
 
 def read_volume(path: str | Path) -> Volume:
