@@ -153,7 +153,13 @@ def read_dataset(
             raise DicomError(
                 f"{label}: damaged DICOM header ({type(exc).__name__}: {exc})"
             ) from exc
-    notes.extend(str(w.message) for w in caught)
+    for w in caught:
+        message = str(w.message)
+        if "end of file" in message.lower():  # pydicom stops at EOF with a warning
+            raise DicomError(f"{label}: truncated DICOM file ({message})")
+        notes.append(message)
+    if len(ds) == 0:
+        raise DicomError(f"{label}: truncated or empty DICOM file (no data elements)")
     return ds, notes
 
 

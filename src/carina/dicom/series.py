@@ -62,7 +62,7 @@ class LoadedSeries:
 
 @dataclass
 class _Frame:
-    pixels: npt.NDArray[Any]  # (rows, cols[, samples]) stored values
+    pixels: npt.NDArray[Any]  # (rows, cols[, samples]): stored values, then rescaled
     label: str
     order: tuple[int, int]  # (instance number, frame index): order when there is no geometry
     position: FloatArray | None
@@ -72,6 +72,9 @@ class _Frame:
     spacing_between_slices: float | None
     slope: float
     intercept: float
+
+
+_RELEASED: npt.NDArray[Any] = np.empty(0)
 
 
 class _Notes:
@@ -171,7 +174,8 @@ def _frames_of(ds: Dataset, pixels: npt.NDArray[Any], label: str, notes: _Notes)
             # Classic multi-frame: one position for the whole object.
             if offsets is not None and top_position is not None and orientation is not None:
                 normal = np.cross(orientation[:3], orientation[3:])
-                position = top_position + offsets[f] * normal
+                # Relative offsets start at 0; absolute ones at the first frame's position.
+                position = top_position + (offsets[f] - offsets[0]) * normal
             else:
                 position = None
         spacing = _floats(_group_value(groups, "PixelMeasuresSequence", "PixelSpacing", ds), 2)
@@ -279,14 +283,16 @@ def _shift_axis(arr: FloatArray, shift: float, axis: int, fill: float) -> FloatA
 
 
 def _interpolate_slices(
-    slices: FloatArray, positions: FloatArray, targets: FloatArray
-) -> FloatArray:
-    """Linear interpolation of slices (stacked on axis 0) at positions along the normal."""
-    idx = np.clip(np.searchsorted(positions, targets, side="right") - 1, 0, len(positions) - 2)
-    lo, hi = positions[idx], positions[idx + 1]
-    w = np.clip((targets - lo) / (hi - lo), 0.0, 1.0)
-    shape = (-1,) + (1,) * (slices.ndim - 1)
-    out: FloatArray = (1.0 - w).reshape(shape) * slices[idx] + w.reshape(shape) * slices[idx + 1]
+    slices: npt.NDArray[Any], positions: FloatArray, targets: FloatArray
+) -> npt.NDArray[np.float32]:
+    """Linear interpolation (float32) of slices stacked on axis 0 at positions along the normal."""
+    out = np.empty((len(targets), *slices.shape[1:]), dtype=np.float32)
+    for t, target in enumerate(targets):
+        lo = int(
+            np.clip(np.searchsorted(positions, target, side="right") - 1, 0, len(positions) - 2)
+        )
+        w = float(np.clip((target - positions[lo]) / (positions[lo + 1] - positions[lo]), 0.0, 1.0))
+        out[t] = (1.0 - w) * slices[lo].astype(np.float32) + w * slices[lo + 1].astype(np.float32)
     return out
 
 
@@ -295,6 +301,12 @@ def _z_label(normal: FloatArray) -> str:
 
 
 # -- assembly ------------------------------------------------------------------------------------
+def _release_pixels(frames: list[_Frame]) -> None:
+    """Drop the per-slice arrays once they are stacked (the caller's list shares the frames)."""
+    for f in frames:
+        f.pixels = _RELEASED
+
+
 def _check_sizes(frames: list[_Frame]) -> None:
     shapes = Counter(f.pixels.shape for f in frames)
     if len(shapes) > 1:
@@ -318,16 +330,15 @@ def _pixel_spacing(frames: list[_Frame], notes: _Notes) -> tuple[float, float]:
     return ref
 
 
-def _no_geometry(
-    frames: list[_Frame], values: list[npt.NDArray[Any]], notes: _Notes
-) -> tuple[npt.NDArray[Any], Geometry]:
+def _no_geometry(frames: list[_Frame], notes: _Notes) -> tuple[npt.NDArray[Any], Geometry]:
     order = sorted(range(len(frames)), key=lambda i: frames[i].order)
     spacing = _pixel_spacing(frames, notes)
     if all(f.pixel_spacing is None for f in frames):
         notes.add("no pixel spacing in the header; 1 mm assumed")
     notes.add("no patient geometry; pixel grid only")
     thickness = frames[0].spacing_between_slices or frames[0].slice_thickness or 1.0
-    stacked = np.stack([values[i] for i in order], axis=0)
+    stacked = np.stack([frames[i].pixels for i in order], axis=0)
+    _release_pixels(frames)
     geometry = Geometry.from_components(
         shape=(stacked.shape[2], stacked.shape[1], stacked.shape[0]),
         spacing=(spacing[1], spacing[0], thickness if thickness > 0 else 1.0),
@@ -337,7 +348,6 @@ def _no_geometry(
 
 def _assemble(
     frames: list[_Frame],
-    values: list[npt.NDArray[Any]],
     frame_of_reference_uid: str | None,
     resample: bool,
     notes: _Notes,
@@ -346,7 +356,7 @@ def _assemble(
     _check_sizes(frames)
     with_geometry = [f.position is not None and f.orientation is not None for f in frames]
     if not any(with_geometry):
-        return _no_geometry(frames, values, notes)
+        return _no_geometry(frames, notes)
     if not all(with_geometry):
         missing = [f.label for f, ok in zip(frames, with_geometry, strict=True) if not ok]
         raise SeriesError(
@@ -385,7 +395,6 @@ def _assemble(
     order = sorted(range(len(frames)), key=lambda i: (round(float(along[i]), 6), frames[i].order))
     positions, along = positions[order], along[order]
     frames = [frames[i] for i in order]
-    values = [values[i] for i in order]
 
     # Duplicate positions.
     keep = [0]
@@ -397,7 +406,8 @@ def _assemble(
         if not same:
             keep.append(i)
             continue
-        if values[i].shape == values[prev].shape and np.array_equal(values[i], values[prev]):
+        here, there = frames[i].pixels, frames[prev].pixels
+        if here.shape == there.shape and np.array_equal(here, there):
             notes.add(
                 f"duplicate slice position {zname}={along[i]:.2f} ({frames[prev].label} and "
                 f"{frames[i].label}): identical pixel data, one dropped"
@@ -409,9 +419,9 @@ def _assemble(
                 "acquisitions, echoes or time points"
             )
     frames = [frames[i] for i in keep]
-    values = [values[i] for i in keep]
     positions, along = positions[keep], along[keep]
-    stacked: npt.NDArray[Any] = np.stack(values, axis=0)
+    stacked: npt.NDArray[Any] = np.stack([f.pixels for f in frames], axis=0)
+    _release_pixels(frames)
     n = len(frames)
 
     # In-plane offsets of each slice relative to the first (gantry tilt / shear).
@@ -477,9 +487,7 @@ def _assemble(
                 )
             count = int(np.rint((along[-1] - along[0]) / step)) + 1
             targets = along[0] + step * np.arange(count)
-            stacked = _interpolate_slices(stacked.astype(np.float64), along, targets).astype(
-                np.float32
-            )
+            stacked = _interpolate_slices(stacked, along, targets)
             notes.add(
                 f"uneven slice spacing ({summary}): {n} slices linearly interpolated onto "
                 f"{count} slices with a uniform step of {step:.3f} mm"
@@ -611,18 +619,21 @@ def _load(
     photometric = str(first_ds.get("PhotometricInterpretation", ""))
     if photometric == "MONOCHROME1":
         notes.add("MONOCHROME1: higher values are displayed darker")
-    values = _rescaled(frames, notes)
+    for frame, value in zip(frames, _rescaled(frames, notes), strict=True):
+        frame.pixels = value
     frame_of_reference = first_ds.get("FrameOfReferenceUID")
     stacked, geometry = _assemble(
         frames,
-        values,
         str(frame_of_reference) if frame_of_reference else None,
         resample,
         notes,
     )
     axes = (2, 1, 0, 3) if stacked.ndim == 4 else (2, 1, 0)
     array = np.ascontiguousarray(np.transpose(stacked, axes))
-    return array, geometry, _metadata(first_ds, info)
+    metadata = _metadata(first_ds, info)
+    if array.ndim == 4:  # YBR is converted by pydicom, palette colour above
+        metadata["PhotometricInterpretation"] = "RGB"
+    return array, geometry, metadata
 
 
 def read_volume(path: str | Path) -> Volume:
