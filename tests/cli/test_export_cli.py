@@ -122,3 +122,37 @@ def test_export_mesh(shared_data: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "unsupported mesh format" in result.output
+
+
+def test_render_cli(shared_data: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    src = shared_data / "totalsegmentator_ref" / "ct_dicom"
+    out = tmp_path / "mip.png"
+    result = runner.invoke(
+        app,
+        [
+            "render",
+            str(src),
+            str(out),
+            "--plane",
+            "axial",
+            "--slab",
+            "40",
+            "--projection",
+            "max",
+            "--window",
+            "-600,1500",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    img = np.asarray(Image.open(out))
+    assert img.shape == (512, 512)
+    ct = read_volume(src)
+    from carina.render import Window, apply_window
+
+    expected = apply_window(np.asarray(ct.array).max(axis=2).T, Window(-600, 1500))
+    np.testing.assert_array_equal(img, expected)
+    result = runner.invoke(app, ["render", str(src), str(out), "--window", "nope"])
+    assert result.exit_code == 2
+    assert "unknown window preset" in result.output
