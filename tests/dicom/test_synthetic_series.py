@@ -160,6 +160,21 @@ def test_gantry_tilt_detected_and_resampled(base: pydicom.Dataset, tmp_path: Pat
         )
 
 
+def test_tilted_orientation_with_axial_steps(base: pydicom.Dataset, tmp_path: Path) -> None:
+    # Scanner style: the image plane is tilted, the table moves along z.
+    tilt = math.radians(15.0)
+    orientation = [1, 0, 0, 0, math.cos(tilt), math.sin(tilt)]
+    write_series(base, tmp_path, range(4), orientation=orientation)
+    info = only_series(tmp_path)
+    with pytest.raises(GantryTiltError, match=r"gantry tilt of 15\.00 degrees"):
+        load_series(info)
+    vol = load_series(info, resample_irregular=True).volume
+    assert vol.shape == (128, 128, 4)
+    normal = np.cross(orientation[:3], orientation[3:])
+    np.testing.assert_allclose(vol.geometry.direction[:, 2], normal, atol=1e-9)
+    assert vol.geometry.spacing[2] == pytest.approx(STEP * math.cos(tilt))
+
+
 def test_two_series_in_one_folder_are_split(base: pydicom.Dataset, tmp_path: Path) -> None:
     uid_a = write_series(base, tmp_path / "a", range(4))
     uid_b = write_series(base, tmp_path / "b", range(3))
