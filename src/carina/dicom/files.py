@@ -19,7 +19,13 @@ from typing import Any, BinaryIO
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from carina.core.errors import CarinaError, DicomError, NotDicomError
 
@@ -34,6 +40,12 @@ _DEFER_SIZE = 4096
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloat...
+_NATIVE_SYNTAXES = {
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+}
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,42 @@ def read_dataset(
         notes.append(message)
     if len(ds) == 0:
         raise DicomError(f"{label}: truncated or empty DICOM file (no data elements)")
+    short = _bytes_missing(ds, fp)
+    if short:
+        raise DicomError(f"{label}: truncated DICOM file (the last element lacks {short} bytes)")
     return ds, notes
+
+
+def _bytes_missing(ds: Dataset, fp: BinaryIO) -> int:
+    """How many bytes the last top-level element needs beyond the end of the stream."""
+    if is_deflated(ds):  # value positions refer to the inflated stream
+        return 0
+    here = fp.tell()
+    size = fp.seek(0, io.SEEK_END)
+    fp.seek(here)
+    raw = ds.get_item(max(ds.keys()), keep_deferred=True)
+    length = getattr(raw, "length", None)
+    tell = getattr(raw, "value_tell", None)
+    if length is None or tell is None or length == 0xFFFFFFFF:
+        return 0
+    return max(0, int(tell) + int(length) - size)
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    """The transfer syntax UID of the file meta header, or an empty string."""
+    meta = getattr(ds, "file_meta", None)
+    return str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+
+
+def is_deflated(ds: Dataset) -> bool:
+    return transfer_syntax(ds) == DeflatedExplicitVRLittleEndian
+
+
+def uid_name(uid: str) -> str:
+    """The registered name of a UID (e.g. "CT Image Storage"), else the UID itself."""
+    if not _valid_uid(uid):  # pydicom warns about malformed UIDs
+        return uid
+    return UID(uid).name or uid
 
 
 def open_dataset(ref: InstanceRef) -> tuple[Dataset, list[str]]:
@@ -262,21 +309,16 @@ def _expected_native_bytes(ds: Dataset) -> int | None:
     return (n * bits + 7) // 8
 
 
-def _pixel_problem(ds: Dataset, stream_size: int) -> str | None:
-    """Reason the pixel data is unusable as stored (truncated), or None."""
+def _pixel_problem(ds: Dataset) -> str | None:
+    """Reason the native pixel data is unusable as stored (shorter than needed), or None."""
     raw = ds.get_item(0x7FE00010, keep_deferred=True)
     if raw is None:
         return None
     length = getattr(raw, "length", None)
-    tell = getattr(raw, "value_tell", None)
-    if length is None or length == 0xFFFFFFFF:
+    if length is None or length == 0xFFFFFFFF:  # encapsulated (compressed)
         return None
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    deflated = ts is not None and UID(ts).is_deflated
-    if tell is not None and not deflated and tell + length > stream_size:
-        short = tell + length - stream_size
-        return f"truncated: pixel data needs {length} bytes, the file ends {short} bytes early"
-    if ts is not None and UID(ts).is_compressed:
+    ts = transfer_syntax(ds)
+    if ts and ts not in _NATIVE_SYNTAXES:
         return None
     expected = _expected_native_bytes(ds)
     if expected is not None and length < expected:
@@ -305,18 +347,15 @@ def _instance_ref(cand: _Candidate, ds: Dataset) -> InstanceRef:
     )
 
 
-def _read_candidate(cand: _Candidate) -> tuple[Dataset, int]:
+def _read_candidate(cand: _Candidate) -> Dataset:
     if cand.member is not None:
         data = _read_member(cand.path, cand.member)
-        ds, _ = read_dataset(io.BytesIO(data), cand.label, headers_only=True)
-        return ds, len(data)
+        return read_dataset(io.BytesIO(data), cand.label, headers_only=True)[0]
     try:
-        size = os.path.getsize(cand.path)
         with open(cand.path, "rb") as fh:
-            ds, _ = read_dataset(fh, cand.label, headers_only=True)
+            return read_dataset(fh, cand.label, headers_only=True)[0]
     except OSError as exc:
         raise DicomError(f"{cand.label}: cannot open ({exc})") from exc
-    return ds, size
 
 
 def _str(ds: Dataset, keyword: str) -> str:
@@ -361,8 +400,8 @@ def _take(
 ) -> str | None:
     """Read one candidate's header into ``groups``; return why it was rejected, if it was."""
     try:
-        ds, size = _read_candidate(cand)
-        reason = _reject_reason(ds, size)
+        ds = _read_candidate(cand)
+        reason = _reject_reason(ds)
         if reason is not None:
             return reason
         ref = _instance_ref(cand, ds)
@@ -381,12 +420,12 @@ def _take(
     return None
 
 
-def _reject_reason(ds: Dataset, size: int) -> str | None:
+def _reject_reason(ds: Dataset) -> str | None:
     if sop_class_uid(ds) == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
         return "DICOMDIR (media directory) skipped; the files it lists are read directly"
     if not sop_instance_uid(ds):
         return "DICOM object without SOPInstanceUID"
-    return _pixel_problem(ds, size)
+    return _pixel_problem(ds)
 
 
 def sop_instance_uid(ds: Dataset) -> str:

@@ -20,7 +20,6 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
-from pydicom.uid import UID
 
 from carina.core.errors import (
     GantryTiltError,
@@ -31,7 +30,7 @@ from carina.core.errors import (
 )
 from carina.core.geometry import Geometry
 from carina.core.volume import Volume
-from carina.dicom.files import SeriesInfo, open_dataset, scan
+from carina.dicom.files import SeriesInfo, open_dataset, scan, uid_name
 from carina.dicom.pixels import decode
 
 FloatArray = npt.NDArray[np.float64]
@@ -540,8 +539,7 @@ def _metadata(ds: Dataset, info: SeriesInfo) -> dict[str, str]:
 
 
 def _sop_class_name(uid: str) -> str:
-    name = UID(uid).name if uid else ""
-    return name or uid or "unknown SOP class"
+    return uid_name(uid) if uid else "unknown SOP class"
 
 
 def load_series(info: SeriesInfo, *, resample_irregular: bool = False) -> LoadedSeries:
