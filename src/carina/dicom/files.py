@@ -374,7 +374,7 @@ def scan(path: str | Path, progress: Callable[[int, int], None] | None = None) -
     rejected: list[Rejected] = []
     candidates = _candidates(root, rejected)
     total = len(candidates)
-    groups: dict[tuple[str, ...], list[tuple[InstanceRef, Dataset]]] = {}
+    groups: dict[tuple[str, ...], list[_Header]] = {}
     seen: dict[str, str] = {}
     for done, cand in enumerate(candidates, start=1):
         # Header values are converted lazily; pydicom's warnings about odd values are given
@@ -386,17 +386,29 @@ def scan(path: str | Path, progress: Callable[[int, int], None] | None = None) -
             rejected.append(Rejected(cand.label, reason))
         if progress is not None:
             progress(done, total)
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        series = [_series_info(key[0], members) for key, members in groups.items()]
+    series = [_series_info(key[0], members) for key, members in groups.items()]
     series.sort(key=lambda s: (s.study_instance_uid, s.series_number or 0, s.series_instance_uid))
     return ScanResult(series=series, rejected=rejected)
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What a series summary needs from one instance's header."""
+
+    ref: InstanceRef
+    study_instance_uid: str
+    modality: str
+    series_description: str
+    sop_class_uid: str
+    patient_id: str
+    series_number: int | None
+    has_pixels: bool
 
 
 def _take(
     cand: _Candidate,
     seen: dict[str, str],
-    groups: dict[tuple[str, ...], list[tuple[InstanceRef, Dataset]]],
+    groups: dict[tuple[str, ...], list[_Header]],
 ) -> str | None:
     """Read one candidate's header into ``groups``; return why it was rejected, if it was."""
     try:
@@ -404,19 +416,28 @@ def _take(
         reason = _reject_reason(ds)
         if reason is not None:
             return reason
-        ref = _instance_ref(cand, ds)
         key = _series_key(cand, ds)
+        header = _Header(
+            ref=_instance_ref(cand, ds),
+            study_instance_uid=_str(ds, "StudyInstanceUID"),
+            modality=_str(ds, "Modality"),
+            series_description=_str(ds, "SeriesDescription"),
+            sop_class_uid=sop_class_uid(ds),
+            patient_id=_str(ds, "PatientID"),
+            series_number=_int_or_none(ds.get("SeriesNumber")),
+            has_pixels=has_pixel_data(ds),
+        )
     except NotDicomError:
         return "not a DICOM file"
     except DicomError as exc:
         return str(exc).removeprefix(f"{cand.label}: ")
     except Exception as exc:  # header values that pydicom cannot convert
         return f"damaged DICOM header ({type(exc).__name__}: {exc})"
-    if ref.sop_instance_uid in seen:
-        first = seen[ref.sop_instance_uid]
-        return f"duplicate of SOP instance {ref.sop_instance_uid} in {first}"
-    seen[ref.sop_instance_uid] = cand.label
-    groups.setdefault(key, []).append((ref, ds))
+    uid = header.ref.sop_instance_uid
+    if uid in seen:
+        return f"duplicate of SOP instance {uid} in {seen[uid]}"
+    seen[uid] = cand.label
+    groups.setdefault(key, []).append(header)
     return None
 
 
@@ -464,24 +485,24 @@ def _series_key(cand: _Candidate, ds: Dataset) -> tuple[str, ...]:
     )
 
 
-def _series_info(uid: str, members: list[tuple[InstanceRef, Dataset]]) -> SeriesInfo:
+def _series_info(uid: str, members: list[_Header]) -> SeriesInfo:
     members = sorted(
         members,
         key=lambda m: (
-            m[0].instance_number if m[0].instance_number is not None else 0,
-            m[0].label,
+            m.ref.instance_number if m.ref.instance_number is not None else 0,
+            m.ref.label,
         ),
     )
-    first = members[0][1]
+    first = members[0]
     return SeriesInfo(
         series_instance_uid=uid,
-        study_instance_uid=_str(first, "StudyInstanceUID"),
-        modality=_str(first, "Modality"),
-        series_description=_str(first, "SeriesDescription"),
-        sop_class_uid=sop_class_uid(first),
-        patient_id=_str(first, "PatientID"),
+        study_instance_uid=first.study_instance_uid,
+        modality=first.modality,
+        series_description=first.series_description,
+        sop_class_uid=first.sop_class_uid,
+        patient_id=first.patient_id,
         n_instances=len(members),
-        sources=tuple(m[0] for m in members),
-        has_pixels=any(has_pixel_data(m[1]) for m in members),
-        series_number=_int_or_none(first.get("SeriesNumber")),
+        sources=tuple(m.ref for m in members),
+        has_pixels=any(m.has_pixels for m in members),
+        series_number=first.series_number,
     )

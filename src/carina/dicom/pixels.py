@@ -79,7 +79,12 @@ def decode(ds: Dataset, label: str | None = None) -> tuple[npt.NDArray[Any], lis
     name = label or dataset_label(ds)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        arr, notes = _decode(ds, name)
+        try:
+            arr, notes = _decode(ds, name)
+        except CarinaError:
+            raise
+        except Exception as exc:  # header values that pydicom cannot convert
+            raise DicomError(f"{name}: damaged DICOM header ({type(exc).__name__}: {exc})") from exc
     notes.extend(str(w.message) for w in caught)
     return arr, notes
 

@@ -22,6 +22,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 
 from carina.core.errors import (
+    CarinaError,
+    DicomError,
     GantryTiltError,
     IrregularSpacingError,
     NoPixelDataError,
@@ -580,6 +582,24 @@ def load_series(info: SeriesInfo, *, resample_irregular: bool = False) -> Loaded
     return LoadedSeries(volume=volume, problems=problems)
 
 
+def _instance_frames(ds: Dataset, label: str, info: SeriesInfo, notes: _Notes) -> list[_Frame]:
+    """The frames of one instance with their geometry; empty when it has no pixel data."""
+    if str(ds.get("SeriesInstanceUID", "")) != info.series_instance_uid:
+        raise SeriesError(f"{label}: no longer belongs to series {info.series_instance_uid}")
+    try:
+        pixels, decode_notes = decode(ds, label)
+    except NoPixelDataError:
+        notes.add_file(label, "no pixel data; instance skipped")
+        return []
+    for note in decode_notes:
+        notes.add_file(label, note)
+    pixels = _colour_pixels(ds, pixels, notes)
+    if "ModalityLUTSequence" in ds and pixels.ndim == 3:
+        pixels = np.asarray(apply_modality_lut(pixels, ds))
+        notes.add_file(label, "modality LUT sequence applied")
+    return _frames_of(ds, pixels, label, notes)
+
+
 def _load(
     info: SeriesInfo, resample: bool, notes: _Notes
 ) -> tuple[npt.NDArray[Any], Geometry, dict[str, str]]:
@@ -589,46 +609,33 @@ def _load(
             "description, modality and frame of reference"
         )
     frames: list[_Frame] = []
-    first_ds: Dataset | None = None
+    first: tuple[dict[str, str], str | None] | None = None
     for ref in info.sources:
         ds, read_notes = open_dataset(ref)
         for note in read_notes:
             notes.add_file(ref.label, note)
-        if str(ds.get("SeriesInstanceUID", "")) != info.series_instance_uid:
-            raise SeriesError(
-                f"{ref.label}: no longer belongs to series {info.series_instance_uid}"
-            )
         try:
-            pixels, decode_notes = decode(ds, ref.label)
-        except NoPixelDataError:
-            notes.add_file(ref.label, "no pixel data; instance skipped")
-            continue
-        for note in decode_notes:
-            notes.add_file(ref.label, note)
-        pixels = _colour_pixels(ds, pixels, notes)
-        if "ModalityLUTSequence" in ds and pixels.ndim == 3:
-            pixels = np.asarray(apply_modality_lut(pixels, ds))
-            notes.add_file(ref.label, "modality LUT sequence applied")
-        frames.extend(_frames_of(ds, pixels, ref.label, notes))
-        if first_ds is None:
-            first_ds = ds
-    if first_ds is None or not frames:
+            instance_frames = _instance_frames(ds, ref.label, info, notes)
+            if instance_frames and first is None:
+                frame_of_reference = str(ds.get("FrameOfReferenceUID", "") or "") or None
+                first = (_metadata(ds, info), frame_of_reference)
+        except CarinaError:
+            raise
+        except Exception as exc:  # header values that pydicom cannot convert
+            raise DicomError(
+                f"{ref.label}: damaged DICOM header ({type(exc).__name__}: {exc})"
+            ) from exc
+        frames.extend(instance_frames)
+    if first is None or not frames:
         raise NoPixelDataError(f"series {info.series_instance_uid}: no instance holds pixel data")
-    photometric = str(first_ds.get("PhotometricInterpretation", ""))
-    if photometric == "MONOCHROME1":
+    metadata, frame_of_reference = first
+    if metadata["PhotometricInterpretation"] == "MONOCHROME1":
         notes.add("MONOCHROME1: higher values are displayed darker")
     for frame, value in zip(frames, _rescaled(frames, notes), strict=True):
         frame.pixels = value
-    frame_of_reference = first_ds.get("FrameOfReferenceUID")
-    stacked, geometry = _assemble(
-        frames,
-        str(frame_of_reference) if frame_of_reference else None,
-        resample,
-        notes,
-    )
+    stacked, geometry = _assemble(frames, frame_of_reference, resample, notes)
     axes = (2, 1, 0, 3) if stacked.ndim == 4 else (2, 1, 0)
     array = np.ascontiguousarray(np.transpose(stacked, axes))
-    metadata = _metadata(first_ds, info)
     if array.ndim == 4:  # YBR is converted by pydicom, palette colour above
         metadata["PhotometricInterpretation"] = "RGB"
     return array, geometry, metadata
