@@ -39,14 +39,15 @@ FloatArray = npt.NDArray[np.float64]
 
 #: SOP classes whose frames are not image slices of a volume.
 _UNSUPPORTED_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM SEG (segmentation), read it as a label map",
-    "1.2.840.10008.5.1.4.1.1.66.7": "a DICOM label-map SEG (segmentation), read it as a label map",
-    "1.2.840.10008.5.1.4.1.1.77.1.6": "a tiled whole-slide microscopy image, read it as a slide",
+    "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM SEG (segmentation)",
+    "1.2.840.10008.5.1.4.1.1.66.7": "a DICOM label-map SEG (segmentation)",
+    "1.2.840.10008.5.1.4.1.1.77.1.6": "a tiled whole-slide microscopy image",
 }
 
 #: Two slices closer than this along the normal (mm) are at the same position.
 DUPLICATE_TOLERANCE_MM = 0.01
-#: A step deviating from the median by more than this fraction (or 0.01 mm) is irregular.
+#: A step is irregular when it deviates from the median step by more than this fraction of it
+#: and by more than the absolute tolerance.
 SPACING_RELATIVE_TOLERANCE = 0.01
 SPACING_ABSOLUTE_TOLERANCE_MM = 0.01
 #: Direction cosines differing by more than this are different orientations.
