@@ -101,9 +101,42 @@ class ScanResult:
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _read_member(archive: str, member: str) -> bytes:
-    try:
-        with zipfile.ZipFile(archive) as zf:
+class Archives:
+    """ZIP archives kept open while their members are read (a few at a time).
+
+    Use as a context manager; members are read into memory, never extracted.
+    """
+
+    MAX_OPEN = 4
+
+    def __init__(self) -> None:
+        self._open: dict[str, zipfile.ZipFile] = {}
+
+    def __enter__(self) -> Archives:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for zf in self._open.values():
+            zf.close()
+        self._open.clear()
+
+    def _archive(self, path: str) -> zipfile.ZipFile:
+        zf = self._open.get(path)
+        if zf is None:
+            if len(self._open) >= self.MAX_OPEN:
+                oldest = next(iter(self._open))
+                self._open.pop(oldest).close()
+            zf = zipfile.ZipFile(path)
+            self._open[path] = zf
+        return zf
+
+    def read(self, archive: str, member: str) -> bytes:
+        """The bytes of one member; DicomError when it cannot be read or is too large."""
+        try:
+            zf = self._archive(archive)
             info = zf.getinfo(member)
             if info.file_size > MAX_ZIP_MEMBER_BYTES:
                 raise DicomError(
@@ -111,8 +144,8 @@ def _read_member(archive: str, member: str) -> bytes:
                     f"more than the {MAX_ZIP_MEMBER_BYTES} bytes read into memory"
                 )
             return zf.read(info)
-    except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as exc:
-        raise DicomError(f"{archive}::{member}: cannot read ZIP member ({exc})") from exc
+        except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as exc:
+            raise DicomError(f"{archive}::{member}: cannot read ZIP member ({exc})") from exc
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
@@ -210,10 +243,14 @@ def uid_name(uid: str) -> str:
     return UID(uid).name or uid
 
 
-def open_dataset(ref: InstanceRef) -> tuple[Dataset, list[str]]:
+def open_dataset(ref: InstanceRef, archives: Archives | None = None) -> tuple[Dataset, list[str]]:
     """Read the whole object an :class:`InstanceRef` points to (pixel data included)."""
     if ref.member is not None:
-        data = _read_member(ref.path, ref.member)
+        if archives is None:
+            with Archives() as own:
+                data = own.read(ref.path, ref.member)
+        else:
+            data = archives.read(ref.path, ref.member)
         return read_dataset(io.BytesIO(data), ref.label)
     try:
         with open(ref.path, "rb") as fh:
@@ -347,9 +384,9 @@ def _instance_ref(cand: _Candidate, ds: Dataset) -> InstanceRef:
     )
 
 
-def _read_candidate(cand: _Candidate) -> Dataset:
+def _read_candidate(cand: _Candidate, archives: Archives) -> Dataset:
     if cand.member is not None:
-        data = _read_member(cand.path, cand.member)
+        data = archives.read(cand.path, cand.member)
         return read_dataset(io.BytesIO(data), cand.label, headers_only=True)[0]
     try:
         with open(cand.path, "rb") as fh:
@@ -376,16 +413,17 @@ def scan(path: str | Path, progress: Callable[[int, int], None] | None = None) -
     total = len(candidates)
     groups: dict[tuple[str, ...], list[_Header]] = {}
     seen: dict[str, str] = {}
-    for done, cand in enumerate(candidates, start=1):
-        # Header values are converted lazily; pydicom's warnings about odd values are given
-        # again when the series is loaded, where they become problem notes.
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            reason = _take(cand, seen, groups)
-        if reason is not None:
-            rejected.append(Rejected(cand.label, reason))
-        if progress is not None:
-            progress(done, total)
+    with Archives() as archives:
+        for done, cand in enumerate(candidates, start=1):
+            # Header values are converted lazily; pydicom's warnings about odd values are given
+            # again when the series is loaded, where they become problem notes.
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always")
+                reason = _take(cand, archives, seen, groups)
+            if reason is not None:
+                rejected.append(Rejected(cand.label, reason))
+            if progress is not None:
+                progress(done, total)
     series = [_series_info(key[0], members) for key, members in groups.items()]
     series.sort(key=lambda s: (s.study_instance_uid, s.series_number or 0, s.series_instance_uid))
     return ScanResult(series=series, rejected=rejected)
@@ -407,12 +445,13 @@ class _Header:
 
 def _take(
     cand: _Candidate,
+    archives: Archives,
     seen: dict[str, str],
     groups: dict[tuple[str, ...], list[_Header]],
 ) -> str | None:
     """Read one candidate's header into ``groups``; return why it was rejected, if it was."""
     try:
-        ds = _read_candidate(cand)
+        ds = _read_candidate(cand, archives)
         reason = _reject_reason(ds)
         if reason is not None:
             return reason

@@ -32,7 +32,7 @@ from carina.core.errors import (
 )
 from carina.core.geometry import Geometry
 from carina.core.volume import Volume
-from carina.dicom.files import SeriesInfo, open_dataset, scan, uid_name
+from carina.dicom.files import Archives, SeriesInfo, open_dataset, scan, uid_name
 from carina.dicom.pixels import decode
 
 FloatArray = npt.NDArray[np.float64]
@@ -611,22 +611,23 @@ def _load(
         )
     frames: list[_Frame] = []
     first: tuple[dict[str, str], str | None] | None = None
-    for ref in info.sources:
-        ds, read_notes = open_dataset(ref)
-        for note in read_notes:
-            notes.add_file(ref.label, note)
-        try:
-            instance_frames = _instance_frames(ds, ref.label, info, notes)
-            if instance_frames and first is None:
-                frame_of_reference = str(ds.get("FrameOfReferenceUID", "") or "") or None
-                first = (_metadata(ds, info), frame_of_reference)
-        except CarinaError:
-            raise
-        except Exception as exc:  # header values that pydicom cannot convert
-            raise DicomError(
-                f"{ref.label}: damaged DICOM header ({type(exc).__name__}: {exc})"
-            ) from exc
-        frames.extend(instance_frames)
+    with Archives() as archives:
+        for ref in info.sources:
+            ds, read_notes = open_dataset(ref, archives)
+            for note in read_notes:
+                notes.add_file(ref.label, note)
+            try:
+                instance_frames = _instance_frames(ds, ref.label, info, notes)
+                if instance_frames and first is None:
+                    frame_of_reference = str(ds.get("FrameOfReferenceUID", "") or "") or None
+                    first = (_metadata(ds, info), frame_of_reference)
+            except CarinaError:
+                raise
+            except Exception as exc:  # header values that pydicom cannot convert
+                raise DicomError(
+                    f"{ref.label}: damaged DICOM header ({type(exc).__name__}: {exc})"
+                ) from exc
+            frames.extend(instance_frames)
     if first is None or not frames:
         raise NoPixelDataError(f"series {info.series_instance_uid}: no instance holds pixel data")
     metadata, frame_of_reference = first
