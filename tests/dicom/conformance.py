@@ -79,9 +79,8 @@ def _fg(ds: pydicom.Dataset, f: int, seq: str, keyword: str) -> Any:
     return ds.get(keyword)
 
 
-def _expected_slices(ds: pydicom.Dataset) -> list[npt.NDArray[Any]]:
+def _expected_slices(ds: pydicom.Dataset, raw: npt.NDArray[Any]) -> list[npt.NDArray[Any]]:
     """Each frame after the modality LUT (or palette), as pydicom computes it."""
-    raw = _frames(ds)
     if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
         return [np.asarray(apply_color_lut(fr, ds)) for fr in raw]
     if raw.ndim == 4:
@@ -122,6 +121,7 @@ def check_file(
     ref = None if not_dicom else _reference(path)
 
     # 1. read_pixels
+    expected: npt.NDArray[Any] | None = None
     pixels, error = _attempt(lambda: read_pixels(path))
     if error is not None:
         message = str(error)
@@ -171,15 +171,19 @@ def check_file(
         assert info.sop_class_uid not in UNSUPPORTED_VOLUME_SOP_CLASSES
         assert ref is not None
         vol = loaded.volume
-        expected_slices = _expected_slices(ref)
+        assert expected is not None
+        expected_slices = _expected_slices(ref, expected)
         assert vol.shape[2] == len(expected_slices)
-        unmatched = list(range(len(expected_slices)))
+        n = len(expected_slices)
+        unmatched = list(range(n))
         for k in range(vol.shape[2]):
             plane = np.swapaxes(vol.array[:, :, k], 0, 1)  # back to (rows, cols[, samples])
+            # Frame order or its reverse first; any other frame after that.
+            candidates = sorted(unmatched, key=lambda f, k=k: min(abs(f - k), abs(n - 1 - k - f)))
             match = next(
                 (
                     f
-                    for f in unmatched
+                    for f in candidates
                     if plane.shape == expected_slices[f].shape
                     and np.allclose(plane, expected_slices[f], rtol=1e-6, atol=1e-6)
                 ),

@@ -132,3 +132,28 @@ def test_lung_ct_series_loads(shared_data: Path) -> None:
     k = int(np.rint(vol.geometry.world_to_index(np.array(ds.ImagePositionPatient, float))[2]))
     expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     np.testing.assert_array_equal(vol.array[:, :, k], expected.T)
+
+
+def test_projection_image_uses_its_pixel_spacing(shared_data: Path) -> None:
+    path = shared_data / "dicom_variants" / "highdicom" / "dx_image.dcm"
+    loaded = load_series(scan(path).series[0])
+    vol = loaded.volume
+    assert vol.shape == (211, 169, 1)
+    # PixelSpacing is (between rows, between columns) = (j, i).
+    np.testing.assert_allclose(vol.geometry.spacing[:2], (1.201199999999, 1.2))
+    np.testing.assert_allclose(vol.geometry.direction, np.eye(3))
+    assert "no patient geometry; pixel grid only" in loaded.problems
+    assert any("MONOCHROME1" in p for p in loaded.problems)
+
+
+def test_colour_cine_frames_along_k(shared_data: Path) -> None:
+    path = shared_data / "dicom_variants" / "pydicom" / "examples_ybr_color.dcm"
+    ds = pydicom.dcmread(path)
+    loaded = load_series(scan(path).series[0])
+    vol = loaded.volume
+    assert vol.shape == (320, 240, 30)
+    assert vol.channels == 3
+    assert vol.metadata["PhotometricInterpretation"] == "RGB"
+    assert ds.PhotometricInterpretation == "YBR_FULL_422"
+    assert "no patient geometry; pixel grid only" in loaded.problems
+    np.testing.assert_array_equal(vol.array[:, :, 12, :], np.swapaxes(ds.pixel_array[12], 0, 1))

@@ -20,11 +20,13 @@ from hypothesis import strategies as st
 from pydicom.uid import generate_uid
 
 from carina.core.errors import (
+    DicomError,
     GantryTiltError,
     IrregularSpacingError,
+    NotDicomError,
     SeriesError,
 )
-from carina.dicom import LoadedSeries, SeriesInfo, load_series, read_volume, scan
+from carina.dicom import LoadedSeries, SeriesInfo, load_series, read_pixels, read_volume, scan
 
 STEP = 2.5
 
@@ -158,6 +160,21 @@ def test_gantry_tilt_detected_and_resampled(base: pydicom.Dataset, tmp_path: Pat
         np.testing.assert_allclose(
             vol.array[:, k:, k], expected_hu(base, k)[:, : 128 - k], atol=1e-3
         )
+
+
+def test_tilted_orientation_with_axial_steps(base: pydicom.Dataset, tmp_path: Path) -> None:
+    # Scanner style: the image plane is tilted, the table moves along z.
+    tilt = math.radians(15.0)
+    orientation = [1, 0, 0, 0, math.cos(tilt), math.sin(tilt)]
+    write_series(base, tmp_path, range(4), orientation=orientation)
+    info = only_series(tmp_path)
+    with pytest.raises(GantryTiltError, match=r"gantry tilt of 15\.00 degrees"):
+        load_series(info)
+    vol = load_series(info, resample_irregular=True).volume
+    assert vol.shape == (128, 128, 4)
+    normal = np.cross(orientation[:3], orientation[3:])
+    np.testing.assert_allclose(vol.geometry.direction[:, 2], normal, atol=1e-9)
+    assert vol.geometry.spacing[2] == pytest.approx(STEP * math.cos(tilt))
 
 
 def test_two_series_in_one_folder_are_split(base: pydicom.Dataset, tmp_path: Path) -> None:
@@ -308,3 +325,31 @@ def test_slice_order_never_changes_volume(
     shuffled = load_series(dataclasses.replace(info, sources=tuple(sources)))
     np.testing.assert_array_equal(shuffled.volume.array, reference.volume.array)
     assert shuffled.volume.geometry.same_grid(reference.volume.geometry, atol=0)
+
+
+def test_copies_of_an_instance_are_rejected_as_duplicates(
+    base: pydicom.Dataset, tmp_path: Path
+) -> None:
+    write_series(base, tmp_path, range(3))
+    original = sorted(tmp_path.iterdir())[0]
+    (tmp_path / "copy.dcm").write_bytes(original.read_bytes())
+    result = scan(tmp_path)
+    assert len(result.series) == 1
+    assert result.series[0].n_instances == 3
+    (rejected,) = result.rejected
+    assert "duplicate of SOP instance" in rejected.reason
+
+
+def test_read_pixels_sources(base: pydicom.Dataset, regular: Path, tmp_path: Path) -> None:
+    info = only_series(regular)
+    ref = info.sources[0]
+    from_ref = read_pixels(ref)
+    from_path = read_pixels(ref.path)
+    from_dataset = read_pixels(pydicom.dcmread(ref.path))
+    assert from_ref.shape == (1, 128, 128)
+    np.testing.assert_array_equal(from_ref, from_path)
+    np.testing.assert_array_equal(from_ref, from_dataset)
+    with pytest.raises(DicomError, match="cannot open"):
+        read_pixels(tmp_path / "missing.dcm")
+    with pytest.raises(NotDicomError):
+        read_pixels(Path(__file__))

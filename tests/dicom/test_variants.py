@@ -10,21 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from carina.core.errors import CarinaError, DicomDecodeError
+from carina.core.errors import CarinaError, DicomDecodeError, DicomError
 from tests.conftest import shared_data_dir
 from tests.dicom.conformance import check_file
 
 VARIANTS = shared_data_dir() / "dicom_variants"
 FILES = sorted(p for p in VARIANTS.rglob("*") if p.is_file()) if VARIANTS.is_dir() else []
 
-#: DICOM files whose pixel data cannot be decoded, with a fragment of the expected message.
+#: DICOM files that cannot be read or decoded, with the error and a fragment of its message.
 FAILURES: dict[str, tuple[type[CarinaError], str]] = {
     # 12-bit lossy JPEG with invalid SOS parameters (README: only GDCM reads it, with errors).
     "pydicom/JPEG-lossy.dcm": (DicomDecodeError, "JPEG Extended"),
     # JPEG 2000 codestream deliberately corrupted with an embedded sequence delimiter.
     "pydicom/JPEG2000-embedded-sequence-delimiter.dcm": (DicomDecodeError, "JPEG 2000"),
-    # Pixel data shorter than Rows x Columns x BitsAllocated requires.
-    "pydicom/MR_truncated.dcm": (DicomDecodeError, "less than expected"),
+    # The file ends inside the pixel data element.
+    "pydicom/MR_truncated.dcm": (DicomError, "truncated"),
+    # The file ends inside a sequence of the RT plan.
+    "pydicom/rtplan_truncated.dcm": (DicomError, "truncated"),
     # Header value '1A' in an IS element that the pixel decoder needs.
     "pydicom/badVR.dcm": (DicomDecodeError, "'1A'"),
     # No Bits Allocated / Rows: pixel data without the Image Pixel module.

@@ -19,7 +19,13 @@ from typing import Any, BinaryIO
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import (
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from carina.core.errors import CarinaError, DicomError, NotDicomError
 
@@ -34,6 +40,12 @@ _DEFER_SIZE = 4096
 
 _UID_RE = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # PixelData, FloatPixelData, DoubleFloat...
+_NATIVE_SYNTAXES = {
+    ImplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    DeflatedExplicitVRLittleEndian,
+}
 
 
 @dataclass(frozen=True)
@@ -89,9 +101,42 @@ class ScanResult:
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _read_member(archive: str, member: str) -> bytes:
-    try:
-        with zipfile.ZipFile(archive) as zf:
+class Archives:
+    """ZIP archives kept open while their members are read (a few at a time).
+
+    Use as a context manager; members are read into memory, never extracted.
+    """
+
+    MAX_OPEN = 4
+
+    def __init__(self) -> None:
+        self._open: dict[str, zipfile.ZipFile] = {}
+
+    def __enter__(self) -> Archives:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for zf in self._open.values():
+            zf.close()
+        self._open.clear()
+
+    def _archive(self, path: str) -> zipfile.ZipFile:
+        zf = self._open.get(path)
+        if zf is None:
+            if len(self._open) >= self.MAX_OPEN:
+                oldest = next(iter(self._open))
+                self._open.pop(oldest).close()
+            zf = zipfile.ZipFile(path)
+            self._open[path] = zf
+        return zf
+
+    def read(self, archive: str, member: str) -> bytes:
+        """The bytes of one member; DicomError when it cannot be read or is too large."""
+        try:
+            zf = self._archive(archive)
             info = zf.getinfo(member)
             if info.file_size > MAX_ZIP_MEMBER_BYTES:
                 raise DicomError(
@@ -99,8 +144,8 @@ def _read_member(archive: str, member: str) -> bytes:
                     f"more than the {MAX_ZIP_MEMBER_BYTES} bytes read into memory"
                 )
             return zf.read(info)
-    except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as exc:
-        raise DicomError(f"{archive}::{member}: cannot read ZIP member ({exc})") from exc
+        except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError) as exc:
+            raise DicomError(f"{archive}::{member}: cannot read ZIP member ({exc})") from exc
 
 
 def _looks_like_raw_dataset(head: bytes) -> bool:
@@ -160,13 +205,52 @@ def read_dataset(
         notes.append(message)
     if len(ds) == 0:
         raise DicomError(f"{label}: truncated or empty DICOM file (no data elements)")
+    short = _bytes_missing(ds, fp)
+    if short:
+        raise DicomError(f"{label}: truncated DICOM file (the last element lacks {short} bytes)")
     return ds, notes
 
 
-def open_dataset(ref: InstanceRef) -> tuple[Dataset, list[str]]:
+def _bytes_missing(ds: Dataset, fp: BinaryIO) -> int:
+    """How many bytes the last top-level element needs beyond the end of the stream."""
+    if is_deflated(ds):  # value positions refer to the inflated stream
+        return 0
+    here = fp.tell()
+    size = fp.seek(0, io.SEEK_END)
+    fp.seek(here)
+    raw = ds.get_item(max(ds.keys()), keep_deferred=True)
+    length = getattr(raw, "length", None)
+    tell = getattr(raw, "value_tell", None)
+    if length is None or tell is None or length == 0xFFFFFFFF:
+        return 0
+    return max(0, int(tell) + int(length) - size)
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    """The transfer syntax UID of the file meta header, or an empty string."""
+    meta = getattr(ds, "file_meta", None)
+    return str(getattr(meta, "TransferSyntaxUID", "") or "") if meta is not None else ""
+
+
+def is_deflated(ds: Dataset) -> bool:
+    return transfer_syntax(ds) == DeflatedExplicitVRLittleEndian
+
+
+def uid_name(uid: str) -> str:
+    """The registered name of a UID (e.g. "CT Image Storage"), else the UID itself."""
+    if not _valid_uid(uid):  # pydicom warns about malformed UIDs
+        return uid
+    return UID(uid).name or uid
+
+
+def open_dataset(ref: InstanceRef, archives: Archives | None = None) -> tuple[Dataset, list[str]]:
     """Read the whole object an :class:`InstanceRef` points to (pixel data included)."""
     if ref.member is not None:
-        data = _read_member(ref.path, ref.member)
+        if archives is None:
+            with Archives() as own:
+                data = own.read(ref.path, ref.member)
+        else:
+            data = archives.read(ref.path, ref.member)
         return read_dataset(io.BytesIO(data), ref.label)
     try:
         with open(ref.path, "rb") as fh:
@@ -262,21 +346,16 @@ def _expected_native_bytes(ds: Dataset) -> int | None:
     return (n * bits + 7) // 8
 
 
-def _pixel_problem(ds: Dataset, stream_size: int) -> str | None:
-    """Reason the pixel data is unusable as stored (truncated), or None."""
+def _pixel_problem(ds: Dataset) -> str | None:
+    """Reason the native pixel data is unusable as stored (shorter than needed), or None."""
     raw = ds.get_item(0x7FE00010, keep_deferred=True)
     if raw is None:
         return None
     length = getattr(raw, "length", None)
-    tell = getattr(raw, "value_tell", None)
-    if length is None or length == 0xFFFFFFFF:
+    if length is None or length == 0xFFFFFFFF:  # encapsulated (compressed)
         return None
-    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    deflated = ts is not None and UID(ts).is_deflated
-    if tell is not None and not deflated and tell + length > stream_size:
-        short = tell + length - stream_size
-        return f"truncated: pixel data needs {length} bytes, the file ends {short} bytes early"
-    if ts is not None and UID(ts).is_compressed:
+    ts = transfer_syntax(ds)
+    if ts and ts not in _NATIVE_SYNTAXES:
         return None
     expected = _expected_native_bytes(ds)
     if expected is not None and length < expected:
@@ -305,18 +384,15 @@ def _instance_ref(cand: _Candidate, ds: Dataset) -> InstanceRef:
     )
 
 
-def _read_candidate(cand: _Candidate) -> tuple[Dataset, int]:
+def _read_candidate(cand: _Candidate, archives: Archives) -> Dataset:
     if cand.member is not None:
-        data = _read_member(cand.path, cand.member)
-        ds, _ = read_dataset(io.BytesIO(data), cand.label, headers_only=True)
-        return ds, len(data)
+        data = archives.read(cand.path, cand.member)
+        return read_dataset(io.BytesIO(data), cand.label, headers_only=True)[0]
     try:
-        size = os.path.getsize(cand.path)
         with open(cand.path, "rb") as fh:
-            ds, _ = read_dataset(fh, cand.label, headers_only=True)
+            return read_dataset(fh, cand.label, headers_only=True)[0]
     except OSError as exc:
         raise DicomError(f"{cand.label}: cannot open ({exc})") from exc
-    return ds, size
 
 
 def _str(ds: Dataset, keyword: str) -> str:
@@ -335,58 +411,81 @@ def scan(path: str | Path, progress: Callable[[int, int], None] | None = None) -
     rejected: list[Rejected] = []
     candidates = _candidates(root, rejected)
     total = len(candidates)
-    groups: dict[tuple[str, ...], list[tuple[InstanceRef, Dataset]]] = {}
+    groups: dict[tuple[str, ...], list[_Header]] = {}
     seen: dict[str, str] = {}
-    for done, cand in enumerate(candidates, start=1):
-        # Header values are converted lazily; pydicom's warnings about odd values are given
-        # again when the series is loaded, where they become problem notes.
-        with warnings.catch_warnings(record=True):
-            warnings.simplefilter("always")
-            reason = _take(cand, seen, groups)
-        if reason is not None:
-            rejected.append(Rejected(cand.label, reason))
-        if progress is not None:
-            progress(done, total)
-    with warnings.catch_warnings(record=True):
-        warnings.simplefilter("always")
-        series = [_series_info(key[0], members) for key, members in groups.items()]
+    with Archives() as archives:
+        for done, cand in enumerate(candidates, start=1):
+            # Header values are converted lazily; pydicom's warnings about odd values are given
+            # again when the series is loaded, where they become problem notes.
+            with warnings.catch_warnings(record=True):
+                warnings.simplefilter("always")
+                reason = _take(cand, archives, seen, groups)
+            if reason is not None:
+                rejected.append(Rejected(cand.label, reason))
+            if progress is not None:
+                progress(done, total)
+    series = [_series_info(key[0], members) for key, members in groups.items()]
     series.sort(key=lambda s: (s.study_instance_uid, s.series_number or 0, s.series_instance_uid))
     return ScanResult(series=series, rejected=rejected)
 
 
+@dataclass(frozen=True)
+class _Header:
+    """What a series summary needs from one instance's header."""
+
+    ref: InstanceRef
+    study_instance_uid: str
+    modality: str
+    series_description: str
+    sop_class_uid: str
+    patient_id: str
+    series_number: int | None
+    has_pixels: bool
+
+
 def _take(
     cand: _Candidate,
+    archives: Archives,
     seen: dict[str, str],
-    groups: dict[tuple[str, ...], list[tuple[InstanceRef, Dataset]]],
+    groups: dict[tuple[str, ...], list[_Header]],
 ) -> str | None:
     """Read one candidate's header into ``groups``; return why it was rejected, if it was."""
     try:
-        ds, size = _read_candidate(cand)
-        reason = _reject_reason(ds, size)
+        ds = _read_candidate(cand, archives)
+        reason = _reject_reason(ds)
         if reason is not None:
             return reason
-        ref = _instance_ref(cand, ds)
         key = _series_key(cand, ds)
+        header = _Header(
+            ref=_instance_ref(cand, ds),
+            study_instance_uid=_str(ds, "StudyInstanceUID"),
+            modality=_str(ds, "Modality"),
+            series_description=_str(ds, "SeriesDescription"),
+            sop_class_uid=sop_class_uid(ds),
+            patient_id=_str(ds, "PatientID"),
+            series_number=_int_or_none(ds.get("SeriesNumber")),
+            has_pixels=has_pixel_data(ds),
+        )
     except NotDicomError:
         return "not a DICOM file"
     except DicomError as exc:
         return str(exc).removeprefix(f"{cand.label}: ")
     except Exception as exc:  # header values that pydicom cannot convert
         return f"damaged DICOM header ({type(exc).__name__}: {exc})"
-    if ref.sop_instance_uid in seen:
-        first = seen[ref.sop_instance_uid]
-        return f"duplicate of SOP instance {ref.sop_instance_uid} in {first}"
-    seen[ref.sop_instance_uid] = cand.label
-    groups.setdefault(key, []).append((ref, ds))
+    uid = header.ref.sop_instance_uid
+    if uid in seen:
+        return f"duplicate of SOP instance {uid} in {seen[uid]}"
+    seen[uid] = cand.label
+    groups.setdefault(key, []).append(header)
     return None
 
 
-def _reject_reason(ds: Dataset, size: int) -> str | None:
+def _reject_reason(ds: Dataset) -> str | None:
     if sop_class_uid(ds) == DICOMDIR_SOP_CLASS or "DirectoryRecordSequence" in ds:
         return "DICOMDIR (media directory) skipped; the files it lists are read directly"
     if not sop_instance_uid(ds):
         return "DICOM object without SOPInstanceUID"
-    return _pixel_problem(ds, size)
+    return _pixel_problem(ds)
 
 
 def sop_instance_uid(ds: Dataset) -> str:
@@ -425,24 +524,24 @@ def _series_key(cand: _Candidate, ds: Dataset) -> tuple[str, ...]:
     )
 
 
-def _series_info(uid: str, members: list[tuple[InstanceRef, Dataset]]) -> SeriesInfo:
+def _series_info(uid: str, members: list[_Header]) -> SeriesInfo:
     members = sorted(
         members,
         key=lambda m: (
-            m[0].instance_number if m[0].instance_number is not None else 0,
-            m[0].label,
+            m.ref.instance_number if m.ref.instance_number is not None else 0,
+            m.ref.label,
         ),
     )
-    first = members[0][1]
+    first = members[0]
     return SeriesInfo(
         series_instance_uid=uid,
-        study_instance_uid=_str(first, "StudyInstanceUID"),
-        modality=_str(first, "Modality"),
-        series_description=_str(first, "SeriesDescription"),
-        sop_class_uid=sop_class_uid(first),
-        patient_id=_str(first, "PatientID"),
+        study_instance_uid=first.study_instance_uid,
+        modality=first.modality,
+        series_description=first.series_description,
+        sop_class_uid=first.sop_class_uid,
+        patient_id=first.patient_id,
         n_instances=len(members),
-        sources=tuple(m[0] for m in members),
-        has_pixels=any(has_pixel_data(m[1]) for m in members),
-        series_number=_int_or_none(first.get("SeriesNumber")),
+        sources=tuple(m.ref for m in members),
+        has_pixels=any(m.has_pixels for m in members),
+        series_number=first.series_number,
     )

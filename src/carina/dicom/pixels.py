@@ -10,14 +10,20 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
-    UID,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
 from carina.core.errors import CarinaError, DicomDecodeError, DicomError, NoPixelDataError
-from carina.dicom.files import InstanceRef, has_pixel_data, open_dataset, read_dataset
+from carina.dicom.files import (
+    InstanceRef,
+    has_pixel_data,
+    open_dataset,
+    read_dataset,
+    sop_class_uid,
+    uid_name,
+)
 
 
 def dataset_label(ds: Dataset) -> str:
@@ -29,11 +35,8 @@ def dataset_label(ds: Dataset) -> str:
 
 
 def _sop_class_name(ds: Dataset) -> str:
-    uid = ds.get("SOPClassUID")
-    if not uid:
-        return "unknown SOP class"
-    name = UID(str(uid)).name
-    return name if name else str(uid)
+    uid = sop_class_uid(ds)
+    return uid_name(uid) if uid else "unknown SOP class"
 
 
 def _fill_missing_transfer_syntax(ds: Dataset, label: str) -> list[str]:
@@ -76,7 +79,12 @@ def decode(ds: Dataset, label: str | None = None) -> tuple[npt.NDArray[Any], lis
     name = label or dataset_label(ds)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        arr, notes = _decode(ds, name)
+        try:
+            arr, notes = _decode(ds, name)
+        except CarinaError:
+            raise
+        except Exception as exc:  # header values that pydicom cannot convert
+            raise DicomError(f"{name}: damaged DICOM header ({type(exc).__name__}: {exc})") from exc
     notes.extend(str(w.message) for w in caught)
     return arr, notes
 
@@ -96,7 +104,7 @@ def _decode(ds: Dataset, name: str) -> tuple[npt.NDArray[Any], list[str]]:
         raise
     except Exception as exc:  # codec plugins and header conversions raise many types
         raise DicomDecodeError(
-            f"{name}: cannot decode pixel data ({UID(ts).name or ts}): {type(exc).__name__}: {exc}"
+            f"{name}: cannot decode pixel data ({uid_name(str(ts))}): {type(exc).__name__}: {exc}"
         ) from exc
     plane_ndim = 2 if samples == 1 else 3
     if arr.ndim == plane_ndim:

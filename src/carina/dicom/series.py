@@ -20,9 +20,10 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
-from pydicom.uid import UID
 
 from carina.core.errors import (
+    CarinaError,
+    DicomError,
     GantryTiltError,
     IrregularSpacingError,
     NoPixelDataError,
@@ -31,21 +32,22 @@ from carina.core.errors import (
 )
 from carina.core.geometry import Geometry
 from carina.core.volume import Volume
-from carina.dicom.files import SeriesInfo, open_dataset, scan
+from carina.dicom.files import Archives, SeriesInfo, open_dataset, scan, uid_name
 from carina.dicom.pixels import decode
 
 FloatArray = npt.NDArray[np.float64]
 
 #: SOP classes whose frames are not image slices of a volume.
 _UNSUPPORTED_SOP_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM SEG (segmentation), read it as a label map",
-    "1.2.840.10008.5.1.4.1.1.66.7": "a DICOM label-map SEG (segmentation), read it as a label map",
-    "1.2.840.10008.5.1.4.1.1.77.1.6": "a tiled whole-slide microscopy image, read it as a slide",
+    "1.2.840.10008.5.1.4.1.1.66.4": "a DICOM SEG (segmentation)",
+    "1.2.840.10008.5.1.4.1.1.66.7": "a DICOM label-map SEG (segmentation)",
+    "1.2.840.10008.5.1.4.1.1.77.1.6": "a tiled whole-slide microscopy image",
 }
 
 #: Two slices closer than this along the normal (mm) are at the same position.
 DUPLICATE_TOLERANCE_MM = 0.01
-#: A step deviating from the median by more than this fraction (or 0.01 mm) is irregular.
+#: A step is irregular when it deviates from the median step by more than this fraction of it
+#: and by more than the absolute tolerance.
 SPACING_RELATIVE_TOLERANCE = 0.01
 SPACING_ABSOLUTE_TOLERANCE_MM = 0.01
 #: Direction cosines differing by more than this are different orientations.
@@ -540,8 +542,7 @@ def _metadata(ds: Dataset, info: SeriesInfo) -> dict[str, str]:
 
 
 def _sop_class_name(uid: str) -> str:
-    name = UID(uid).name if uid else ""
-    return name or uid or "unknown SOP class"
+    return uid_name(uid) if uid else "unknown SOP class"
 
 
 def load_series(info: SeriesInfo, *, resample_irregular: bool = False) -> LoadedSeries:
@@ -582,6 +583,24 @@ def load_series(info: SeriesInfo, *, resample_irregular: bool = False) -> Loaded
     return LoadedSeries(volume=volume, problems=problems)
 
 
+def _instance_frames(ds: Dataset, label: str, info: SeriesInfo, notes: _Notes) -> list[_Frame]:
+    """The frames of one instance with their geometry; empty when it has no pixel data."""
+    if str(ds.get("SeriesInstanceUID", "")) != info.series_instance_uid:
+        raise SeriesError(f"{label}: no longer belongs to series {info.series_instance_uid}")
+    try:
+        pixels, decode_notes = decode(ds, label)
+    except NoPixelDataError:
+        notes.add_file(label, "no pixel data; instance skipped")
+        return []
+    for note in decode_notes:
+        notes.add_file(label, note)
+    pixels = _colour_pixels(ds, pixels, notes)
+    if "ModalityLUTSequence" in ds and pixels.ndim == 3:
+        pixels = np.asarray(apply_modality_lut(pixels, ds))
+        notes.add_file(label, "modality LUT sequence applied")
+    return _frames_of(ds, pixels, label, notes)
+
+
 def _load(
     info: SeriesInfo, resample: bool, notes: _Notes
 ) -> tuple[npt.NDArray[Any], Geometry, dict[str, str]]:
@@ -591,46 +610,34 @@ def _load(
             "description, modality and frame of reference"
         )
     frames: list[_Frame] = []
-    first_ds: Dataset | None = None
-    for ref in info.sources:
-        ds, read_notes = open_dataset(ref)
-        for note in read_notes:
-            notes.add_file(ref.label, note)
-        if str(ds.get("SeriesInstanceUID", "")) != info.series_instance_uid:
-            raise SeriesError(
-                f"{ref.label}: no longer belongs to series {info.series_instance_uid}"
-            )
-        try:
-            pixels, decode_notes = decode(ds, ref.label)
-        except NoPixelDataError:
-            notes.add_file(ref.label, "no pixel data; instance skipped")
-            continue
-        for note in decode_notes:
-            notes.add_file(ref.label, note)
-        pixels = _colour_pixels(ds, pixels, notes)
-        if "ModalityLUTSequence" in ds and pixels.ndim == 3:
-            pixels = np.asarray(apply_modality_lut(pixels, ds))
-            notes.add_file(ref.label, "modality LUT sequence applied")
-        frames.extend(_frames_of(ds, pixels, ref.label, notes))
-        if first_ds is None:
-            first_ds = ds
-    if first_ds is None or not frames:
+    first: tuple[dict[str, str], str | None] | None = None
+    with Archives() as archives:
+        for ref in info.sources:
+            ds, read_notes = open_dataset(ref, archives)
+            for note in read_notes:
+                notes.add_file(ref.label, note)
+            try:
+                instance_frames = _instance_frames(ds, ref.label, info, notes)
+                if instance_frames and first is None:
+                    frame_of_reference = str(ds.get("FrameOfReferenceUID", "") or "") or None
+                    first = (_metadata(ds, info), frame_of_reference)
+            except CarinaError:
+                raise
+            except Exception as exc:  # header values that pydicom cannot convert
+                raise DicomError(
+                    f"{ref.label}: damaged DICOM header ({type(exc).__name__}: {exc})"
+                ) from exc
+            frames.extend(instance_frames)
+    if first is None or not frames:
         raise NoPixelDataError(f"series {info.series_instance_uid}: no instance holds pixel data")
-    photometric = str(first_ds.get("PhotometricInterpretation", ""))
-    if photometric == "MONOCHROME1":
+    metadata, frame_of_reference = first
+    if metadata["PhotometricInterpretation"] == "MONOCHROME1":
         notes.add("MONOCHROME1: higher values are displayed darker")
     for frame, value in zip(frames, _rescaled(frames, notes), strict=True):
         frame.pixels = value
-    frame_of_reference = first_ds.get("FrameOfReferenceUID")
-    stacked, geometry = _assemble(
-        frames,
-        str(frame_of_reference) if frame_of_reference else None,
-        resample,
-        notes,
-    )
+    stacked, geometry = _assemble(frames, frame_of_reference, resample, notes)
     axes = (2, 1, 0, 3) if stacked.ndim == 4 else (2, 1, 0)
     array = np.ascontiguousarray(np.transpose(stacked, axes))
-    metadata = _metadata(first_ds, info)
     if array.ndim == 4:  # YBR is converted by pydicom, palette colour above
         metadata["PhotometricInterpretation"] = "RGB"
     return array, geometry, metadata
