@@ -51,7 +51,18 @@ def _fmt(values: tuple[float, ...] | None, digits: int = 4, sep: str = " x ") ->
     return "-" if values is None else sep.join(f"{v:.{digits}g}" for v in values)
 
 
-def _print_report(result: InspectResult) -> None:
+def _relative(source: str, root: Path) -> str:
+    """``source`` relative to the folder that was scanned (ZIP members keep their ``::``)."""
+    base = root if root.is_dir() else root.parent
+    path, sep, member = source.partition("::")
+    try:
+        shown = str(Path(path).resolve().relative_to(base.resolve()))
+    except ValueError:
+        shown = path
+    return shown + sep + member
+
+
+def _print_report(result: InspectResult, root: Path) -> None:
     for report in result.series:
         _print_series(report)
     if result.rejected:
@@ -59,7 +70,7 @@ def _print_report(result: InspectResult) -> None:
         table.add_column("file")
         table.add_column("reason")
         for rejected in result.rejected:
-            table.add_row(rejected.source, rejected.reason)
+            table.add_row(_relative(rejected.source, root), rejected.reason)
         console.print(table)
 
 
@@ -105,7 +116,7 @@ def info_command(
         }
         console.print_json(json.dumps(payload))
     else:
-        _print_report(result)
+        _print_report(result, path)
     if not any(r.loaded for r in result.series):
         raise typer.Exit(1)
 
