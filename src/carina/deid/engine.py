@@ -127,7 +127,14 @@ class _Context:
             parts.update(p for p in re.split(r"[\^\s,]+", v) if len(p) >= 3)
         tokens = sorted(words | parts, key=len, reverse=True)
         self.pattern = (
-            re.compile("|".join(re.escape(t) for t in tokens), re.IGNORECASE) if tokens else None
+            re.compile(
+                r"(?<![A-Za-z0-9])(?:"
+                + "|".join(re.escape(t) for t in tokens)
+                + r")(?![A-Za-z0-9])",
+                re.IGNORECASE,
+            )
+            if tokens
+            else None
         )
 
 
