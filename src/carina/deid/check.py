@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from carina.deid.engine import DUMMY_BY_VR, DUMMY_TEXT
+from carina.deid.engine import DUMMY_BY_VR, DUMMY_TEXT, resolve_action
 from carina.deid.pixels import burned_in_risk
 from carina.deid.profile import DeidOptions, ProfileTable, annex_e, safe_private
 
@@ -71,7 +71,7 @@ def _scan(
             continue
         if elem.VR == "SQ":
             rule = table.lookup(tag)
-            action = rule.action(options, sequence=True) if rule else "K"
+            action = resolve_action(rule, options, elem) if rule else "K"
             if action == "X" and rule is not None and len(elem.value):
                 out.append(Finding(path, rule.name, "sequence to be removed", "items present"))
             for i, item in enumerate(elem.value):
@@ -86,10 +86,10 @@ def _scan(
             if elem.VR == "PN" and not all(_is_placeholder(t) for t in text):
                 out.append(Finding(path, elem.name, "person name", _preview(elem.value)))
             continue
-        action = rule.action(options)
+        action = resolve_action(rule, options, elem)
         if action in ("K", "C"):
             continue
-        if action == "U":
+        if action == "U" or (action == "D" and elem.VR == "UI"):
             if not all(t.startswith("2.25.") for t in text):
                 out.append(Finding(path, rule.name, "UID not replaced", _preview(elem.value)))
             continue

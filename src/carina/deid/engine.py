@@ -116,6 +116,15 @@ class DeidReport:
         return f"{counts}{extra}"
 
 
+def resolve_action(rule: ProfileRule, options: DeidOptions, elem: DataElement) -> Action:
+    """The one action taken on ``elem`` under ``options`` (sequences the IODs require are
+    emptied or cleaned rather than removed)."""
+    action = rule.action(options, elem.VR == "SQ")
+    if elem.VR == "SQ":
+        action = _SEQUENCE_OVERRIDES.get(elem.keyword, {}).get(action, action)
+    return action
+
+
 class _Context:
     """Per-object state: the patient's date shift and the values to scrub from free text."""
 
@@ -237,9 +246,7 @@ class Deidentifier:
                 continue
             rule = self.table.lookup(tag)
             if rule is not None:
-                action = rule.action(self.options, elem.VR == "SQ")
-                if elem.VR == "SQ":
-                    action = _SEQUENCE_OVERRIDES.get(elem.keyword, {}).get(action, action)
+                action = resolve_action(rule, self.options, elem)
                 self._apply_rule(ds, elem, rule, action, ctx, report, mode)
             elif elem.VR == "SQ":
                 for item in elem.value:
