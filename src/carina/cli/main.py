@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
+from carina.cli import deid
 
 app = typer.Typer(
     name="carina",
@@ -30,3 +31,6 @@ def main(
     ),
 ) -> None:
     """Carina: research platform for AI in medical imaging."""
+
+
+app.command("deid")(deid.deid_command)

@@ -7,7 +7,14 @@ chosen :class:`DeidOptions`, replacing UIDs and patient identifiers with keyed p
 from __future__ import annotations
 
 from carina.deid.check import Finding, find_residual_phi
-from carina.deid.engine import CID_7050, Deidentifier, DeidReport, deidentify_file
+from carina.deid.engine import (
+    CID_7050,
+    Deidentifier,
+    DeidReport,
+    FileResult,
+    deidentify_file,
+    deidentify_tree,
+)
 from carina.deid.pixels import TextBox, burned_in_risk, clean_pixel_data, find_text
 from carina.deid.profile import (
     PROFILE_EDITION,
@@ -34,6 +41,7 @@ __all__ = [
     "DeidOptions",
     "DeidReport",
     "Deidentifier",
+    "FileResult",
     "Finding",
     "MappingStore",
     "PatientIdentity",
@@ -45,6 +53,7 @@ __all__ = [
     "burned_in_risk",
     "clean_pixel_data",
     "deidentify_file",
+    "deidentify_tree",
     "find_residual_phi",
     "find_text",
     "load_secret",

@@ -6,6 +6,7 @@ import copy
 import re
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from pydicom.uid import (
 )
 
 from carina import __version__
-from carina.core.errors import DeidentificationError
+from carina.core.errors import DeidentificationError, NotDicomError
 from carina.deid.pixels import TextBox, burned_in_risk, clean_pixel_data
 from carina.deid.profile import (
     PROFILE_EDITION,
@@ -453,9 +454,7 @@ def deidentify_file(
         except (InvalidDicomError, OSError, EOFError, ValueError, TypeError) as exc:
             raise DeidentificationError(f"cannot read {src}: {exc}") from exc
         if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
-            raise DeidentificationError(
-                f"{src} has no SOP Class/Instance UID (not a stored object)"
-            )
+            raise NotDicomError(f"{src} has no SOP Class/Instance UID (not a stored object)")
         out, report = deidentifier.apply(ds, source=str(src), inplace=True)
         dst.parent.mkdir(parents=True, exist_ok=True)
         if "TransferSyntaxUID" not in out.file_meta:
@@ -474,3 +473,47 @@ def deidentify_file(
         except (ValueError, TypeError, OSError) as exc:
             raise DeidentificationError(f"cannot write the de-identified {src}: {exc}") from exc
     return report
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Outcome for one file of a folder run: its report, or why it was skipped."""
+
+    source: Path
+    output: Path | None
+    report: DeidReport | None
+    error: str | None = None
+    skipped: bool = False
+
+
+def deidentify_tree(
+    src: Path,
+    dst: Path,
+    deidentifier: Deidentifier,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[FileResult]:
+    """De-identify one file, or every file below a folder into the same layout under ``dst``.
+
+    Files that are not stored DICOM objects are skipped with the reason; the mapping (when the
+    deidentifier has one) is saved once at the end.
+    """
+    if src.is_dir():
+        files = sorted(p for p in src.rglob("*") if p.is_file())
+        pairs = [(p, dst / p.relative_to(src)) for p in files]
+    else:
+        pairs = [(src, dst / src.name if dst.is_dir() else dst)]
+    results: list[FileResult] = []
+    for i, (source, target) in enumerate(pairs):
+        try:
+            results.append(
+                FileResult(source, target, deidentify_file(source, target, deidentifier))
+            )
+        except NotDicomError as exc:
+            results.append(FileResult(source, None, None, str(exc), skipped=True))
+        except DeidentificationError as exc:
+            results.append(FileResult(source, None, None, str(exc)))
+        if progress is not None:
+            progress(i + 1, len(pairs))
+    if deidentifier.mapping is not None:
+        deidentifier.mapping.save()
+    return results
