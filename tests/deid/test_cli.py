@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from carina.cli.main import app
-from carina.deid import reidentify
+from carina.deid import MappingStore, reidentify
 
 from .conftest import SECRET, read
 
@@ -72,3 +72,25 @@ def test_deid_refuses_bad_arguments(shared_data: Path, tmp_path: Path) -> None:
     )
     assert one.exit_code == 0, one.output
     assert read(tmp_path / "o.dcm").PatientIdentityRemoved == "YES"
+
+
+def test_parallel_run_matches_serial_run(shared_data: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(SECRET)
+    src = shared_data / "dicom_variants/dcmqi"
+    for jobs in ("1", "2"):
+        args = ["deid", str(src), str(tmp_path / jobs), "--secret-file", str(secret), "-j", jobs]
+        args += ["--mapping", str(tmp_path / f"{jobs}.map")]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    serial = sorted((tmp_path / "1").rglob("*.dcm"))
+    assert len(serial) >= 10
+    for path in serial:
+        twin = tmp_path / "2" / path.relative_to(tmp_path / "1")
+        assert read(path).SOPInstanceUID == read(twin).SOPInstanceUID
+        assert path.read_bytes() == twin.read_bytes()
+    one = MappingStore(tmp_path / "1.map", SECRET)
+    two = MappingStore(tmp_path / "2.map", SECRET)
+    assert one.patients == two.patients
+    assert one.studies == two.studies
+    assert one.studies

@@ -56,6 +56,7 @@ def deid_command(
     report: Path | None = typer.Option(
         None, "--report", help="Write one JSON line per file (actions, review items) here."
     ),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
     check: bool = typer.Option(
         False, "--check", help="Only list residual PHI candidates in SOURCE; write nothing."
     ),
@@ -76,7 +77,7 @@ def deid_command(
         deid = Deidentifier(secret, opts, mapping=store)
         if source.is_dir():
             output.mkdir(parents=True, exist_ok=True)
-        results = _run(source, output, deid)
+        results = _run(source, output, deid, jobs)
     except CarinaError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -86,7 +87,7 @@ def deid_command(
     raise typer.Exit(1 if any(r.error and not r.skipped for r in results) else 0)
 
 
-def _run(source: Path, output: Path, deid: Deidentifier) -> list[FileResult]:
+def _run(source: Path, output: Path, deid: Deidentifier, jobs: int) -> list[FileResult]:
     with Progress(
         TextColumn("De-identifying"),
         BarColumn(),
@@ -100,7 +101,7 @@ def _run(source: Path, output: Path, deid: Deidentifier) -> list[FileResult]:
         def update(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        return deidentify_tree(source, output, deid, update)
+        return deidentify_tree(source, output, deid, update, workers=jobs)
 
 
 def _print(results: list[FileResult], opts: DeidOptions) -> None:

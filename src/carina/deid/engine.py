@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -109,12 +110,38 @@ class DeidReport:
     masked_boxes: int = 0
     boxes: list[TextBox] = field(default_factory=list)
     review: list[str] = field(default_factory=list)
+    # the original identity, for the mapping table only (never printed)
+    identity: PatientIdentity | None = field(default=None, repr=False)
+    study_uids: tuple[str, str] | None = field(default=None, repr=False)
 
     def summary(self) -> str:
         """One line: counts per action and anything needing review."""
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self.actions.items()))
         extra = f"; review: {'; '.join(self.review)}" if self.review else ""
         return f"{counts}{extra}"
+
+
+def _raw_vr(ds: Dataset, tag: BaseTag) -> str:
+    """The VR of an element without converting its value (dictionary VR for implicit data)."""
+    raw = ds.get_item(tag)
+    vr = getattr(raw, "VR", None)
+    if vr and vr != "UN":
+        return str(vr)
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return "UN"
+
+
+def _encoding_differs(ds: Dataset, implicit: bool, little: bool) -> bool:
+    """Whether unparsed elements of ``ds`` were read in another encoding than it will be written."""
+    if ds.original_encoding != (implicit, little):
+        return True
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        if isinstance(raw, RawDataElement):
+            return (raw.is_implicit_VR, raw.is_little_endian) != (implicit, little)
+    return False
 
 
 def resolve_action(rule: ProfileRule, options: DeidOptions, elem: DataElement) -> Action:
@@ -167,6 +194,7 @@ class Deidentifier:
         self.options = options or DeidOptions()
         self.table = table or annex_e()
         self.pseudo = Pseudonymizer(secret, pseudonym_prefix)
+        self._settings = (secret, self.options, pseudonym_prefix)
         self.mapping = mapping
         self._safe = safe_private()
 
@@ -211,12 +239,11 @@ class Deidentifier:
         ds.PatientID = pseudonym
         ds.PatientName = pseudonym
         report.actions["pseudonym"] += 2
+        report.identity = PatientIdentity(pseudonym, pid, original_name, issuer, shift)
+        if original_study and "StudyInstanceUID" in ds:
+            report.study_uids = (str(ds.StudyInstanceUID), original_study)
         if self.mapping is not None:
-            self.mapping.record_patient(
-                PatientIdentity(pseudonym, pid, original_name, issuer, shift)
-            )
-            if original_study and "StudyInstanceUID" in ds:
-                self.mapping.record_study(str(ds.StudyInstanceUID), original_study)
+            self.record(report)
         self._mark(ds)
         # the file is written anew: name this implementation, not the original writer
         ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
@@ -229,6 +256,15 @@ class Deidentifier:
         report.sop_instance_uid = str(ds.get("SOPInstanceUID", ""))
         return ds, report
 
+    def record(self, report: DeidReport) -> None:
+        """Add the identity and study behind ``report`` to the mapping (if there is one)."""
+        if self.mapping is None:
+            return
+        if report.identity is not None:
+            self.mapping.record_patient(report.identity)
+        if report.study_uids is not None:
+            self.mapping.record_study(*report.study_uids)
+
     # ------------------------------------------------------------- internals
     def _walk(self, ds: Dataset, ctx: _Context, report: DeidReport, mode: str = "keep") -> None:
         """Apply the table to every element of ``ds``.
@@ -238,29 +274,42 @@ class Deidentifier:
         identifying words from it (inside sequences an option marks C).
         """
         keep = self._private_keep(ds) if self.options.retain_safe_private else set()
-        for elem in list(ds):
-            tag = int(elem.tag)
+        for tag in list(ds.keys()):
+            itag = int(tag)
             if tag not in ds:
                 continue  # removed with its overlay group
-            if tag >> 16 & 1:
-                self._private(ds, elem, keep, report)
+            if itag >> 16 & 1:
+                self._private(ds, tag, keep, report)
                 continue
-            rule = self.table.lookup(tag)
-            if rule is not None:
-                action = resolve_action(rule, self.options, elem)
-                self._apply_rule(ds, elem, rule, action, ctx, report, mode)
-            elif elem.VR == "SQ":
-                for item in elem.value:
-                    self._walk(item, ctx, report, mode)
-            elif mode != "keep" and elem.VR in _TEXT_VRS and not elem.is_empty:
-                if elem.VR in ("DA", "DT", "TM") and self._dates_kept():
-                    if self.options.retain_long_modified_dates:
-                        self._clean(elem, _UNLISTED, ctx, report)
-                elif mode == "dummy":
-                    elem.value = DUMMY_BY_VR.get(elem.VR, DUMMY_TEXT)
-                    report.actions["D"] += 1
-                else:
-                    self._scrub(elem, ctx, report)
+            rule = self.table.lookup(itag)
+            if rule is None:
+                # elements the table does not list stay raw (unparsed) unless they need work
+                vr = _raw_vr(ds, tag)
+                if vr == "SQ":
+                    for item in ds[tag].value:
+                        self._walk(item, ctx, report, mode)
+                elif mode != "keep" and vr in _TEXT_VRS:
+                    self._unlisted_text(ds[tag], ctx, report, mode)
+                continue
+            elem = ds[tag]
+            self._apply_rule(
+                ds, elem, rule, resolve_action(rule, self.options, elem), ctx, report, mode
+            )
+
+    def _unlisted_text(
+        self, elem: DataElement, ctx: _Context, report: DeidReport, mode: str
+    ) -> None:
+        """Free text the table does not list, inside a sequence marked D (dummy) or C (scrub)."""
+        if elem.is_empty:
+            return
+        if elem.VR in ("DA", "DT", "TM") and self._dates_kept():
+            if self.options.retain_long_modified_dates:
+                self._clean(elem, _UNLISTED, ctx, report)
+        elif mode == "dummy":
+            elem.value = DUMMY_BY_VR.get(elem.VR, DUMMY_TEXT)
+            report.actions["D"] += 1
+        else:
+            self._scrub(elem, ctx, report)
 
     def _private_keep(self, ds: Dataset) -> set[int]:
         """Tags of the private elements on the safe list (and their creator elements)."""
@@ -280,13 +329,13 @@ class Deidentifier:
                 keep.update((tag, creator_tag))
         return keep
 
-    def _private(self, ds: Dataset, elem: DataElement, keep: set[int], report: DeidReport) -> None:
-        if int(elem.tag) in keep:
+    def _private(self, ds: Dataset, tag: BaseTag, keep: set[int], report: DeidReport) -> None:
+        if int(tag) in keep:
             report.actions["K"] += 1
             return
-        del ds[elem.tag]
+        del ds[tag]
         report.actions["X"] += 1
-        report.removed.append(f"{elem.tag} private")
+        report.removed.append(f"{tag} private")
 
     def _apply_rule(
         self,
@@ -466,6 +515,10 @@ def deidentify_file(
                 if little
                 else ExplicitVRBigEndian
             )
+        ts = out.file_meta.TransferSyntaxUID
+        if _encoding_differs(out, ts.is_implicit_VR, ts.is_little_endian):
+            for _ in out.iterall():
+                pass  # raw elements read in another encoding must be parsed before writing
         if "MediaStorageSOPClassUID" not in out.file_meta:
             out.file_meta.MediaStorageSOPClassUID = out.SOPClassUID
         try:
@@ -491,11 +544,13 @@ def deidentify_tree(
     dst: Path,
     deidentifier: Deidentifier,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> list[FileResult]:
     """De-identify one file, or every file below a folder into the same layout under ``dst``.
 
-    Files that are not stored DICOM objects are skipped with the reason; the mapping (when the
-    deidentifier has one) is saved once at the end.
+    Files that are not stored DICOM objects are skipped with the reason. With ``workers`` > 1
+    the files are shared among that many processes; the mapping (when the deidentifier has one)
+    is filled here and saved once at the end.
     """
     if src.is_dir():
         files = sorted(p for p in src.rglob("*") if p.is_file())
@@ -503,17 +558,44 @@ def deidentify_tree(
     else:
         pairs = [(src, dst / src.name if dst.is_dir() else dst)]
     results: list[FileResult] = []
-    for i, (source, target) in enumerate(pairs):
-        try:
-            results.append(
-                FileResult(source, target, deidentify_file(source, target, deidentifier))
-            )
-        except NotDicomError as exc:
-            results.append(FileResult(source, None, None, str(exc), skipped=True))
-        except DeidentificationError as exc:
-            results.append(FileResult(source, None, None, str(exc)))
-        if progress is not None:
-            progress(i + 1, len(pairs))
+    if workers > 1 and len(pairs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(
+            workers, initializer=_init_worker, initargs=deidentifier._settings
+        ) as pool:
+            for i, result in enumerate(pool.map(_work, pairs, chunksize=8)):
+                results.append(result)
+                if result.report is not None:
+                    deidentifier.record(result.report)
+                if progress is not None:
+                    progress(i + 1, len(pairs))
+    else:
+        for i, pair in enumerate(pairs):
+            results.append(_one(pair, deidentifier))
+            if progress is not None:
+                progress(i + 1, len(pairs))
     if deidentifier.mapping is not None:
         deidentifier.mapping.save()
     return results
+
+
+def _one(pair: tuple[Path, Path], deidentifier: Deidentifier) -> FileResult:
+    source, target = pair
+    try:
+        return FileResult(source, target, deidentify_file(source, target, deidentifier))
+    except NotDicomError as exc:
+        return FileResult(source, None, None, str(exc), skipped=True)
+    except DeidentificationError as exc:
+        return FileResult(source, None, None, str(exc))
+
+
+_WORKER: list[Deidentifier] = []
+
+
+def _init_worker(secret: bytes, options: DeidOptions, prefix: str) -> None:
+    _WORKER[:] = [Deidentifier(secret, options, pseudonym_prefix=prefix)]
+
+
+def _work(pair: tuple[Path, Path]) -> FileResult:
+    return _one(pair, _WORKER[0])
