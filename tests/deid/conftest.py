@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +102,14 @@ def flatten(ds: Dataset, prefix: str = "", chain: tuple[int, ...] = ()) -> dict[
         elif int(elem.tag) != 0x7FE00010:
             out[path] = (here, elem.value)
     return out
+
+
+def dciodvfy_errors(path: Path) -> set[str] | None:
+    """dciodvfy error lines with values masked; None when it cannot parse the file."""
+    proc = subprocess.run(
+        ["dciodvfy", "-new", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = (proc.stdout + proc.stderr).splitlines()
+    if any("Dicom dataset read failed" in ln for ln in lines):
+        return None
+    return {re.sub(r"= ?<[^>]*>", "=<V>", ln) for ln in lines if ln.startswith("Error")}

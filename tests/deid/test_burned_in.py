@@ -18,7 +18,7 @@ from carina.deid import (
 )
 from carina.deid.pixels import MASK_PAD, ocr_boxes, to_gray8
 
-from .conftest import SECRET, read
+from .conftest import SECRET, dciodvfy_errors, read
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs tesseract-ocr")
 
@@ -73,6 +73,8 @@ def test_burned_in_name_is_masked(
     assert not cleaned[inside].any()
     assert inside.sum() < 0.2 * inside.size  # the text, not the image, was blacked out
     assert report.boxes[0].padded(*original.shape[:2])[0] == max(0, report.boxes[0].top - MASK_PAD)
+    if shutil.which("dciodvfy"):
+        assert (dciodvfy_errors(dst) or set()) <= (dciodvfy_errors(src) or set())
 
 
 def test_low_confidence_words_go_to_the_review_list(shared_data: Path) -> None:
@@ -102,6 +104,7 @@ def test_jpeg_secondary_capture_is_reencoded_uncompressed(shared_data: Path) -> 
     assert out.PhotometricInterpretation == "RGB"
     assert out.BurnedInAnnotation == "NO"
     assert report.pixels_cleaned
+    assert out.pixel_array.shape == src.pixel_array.shape
 
 
 def test_ocr_sees_nothing_in_a_blank_frame() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from pydicom.uid import (
 
 from carina.deid import DeidOptions, annex_e
 
-from .conftest import Run, read
+from .conftest import Run, dciodvfy_errors, read
 
 TEXT_VRS = {"PN", "LO", "SH", "ST", "LT", "UT", "UC", "DA", "DT", "TM", "AE", "AS", "CS", "IS"}
 
@@ -138,27 +137,15 @@ def test_known_fake_identities_are_gone(basic_run: Run, shared_data: Path) -> No
         assert [n for n in needles if n in data] == [], rel
 
 
-def _dciodvfy_errors(path: Path) -> set[str] | None:
-    proc = subprocess.run(
-        ["dciodvfy", "-new", str(path)], capture_output=True, text=True, timeout=60, check=False
-    )
-    lines = (proc.stdout + proc.stderr).splitlines()
-    if any("Dicom dataset read failed" in ln for ln in lines):
-        return None
-    import re
-
-    return {re.sub(r"= ?<[^>]*>", "=<V>", ln) for ln in lines if ln.startswith("Error")}
-
-
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
 def test_dciodvfy_finds_no_new_error(basic_run: Run) -> None:
     new: dict[str, set[str]] = {}
     compared = 0
     for src, dst in basic_run.outputs.items():
-        before = _dciodvfy_errors(src)
+        before = dciodvfy_errors(src)
         if before is None:
             continue  # dciodvfy cannot parse the input (deflate)
-        after = _dciodvfy_errors(dst)
+        after = dciodvfy_errors(dst)
         if after is None:
             after = {"output unreadable by dciodvfy"}
         compared += 1
