@@ -7,6 +7,8 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydicom.uid import UID
 
 from carina.core.errors import ConfigurationError, MappingError
@@ -171,3 +173,18 @@ def test_mapping_accumulates_across_runs(shared_data: Path, tmp_path: Path) -> N
         Deidentifier(SECRET, mapping=store).apply(read(shared_data / rel))
         store.save()
     assert len(MappingStore(mapping_file, SECRET).patients) == 2
+
+
+@given(
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2099, 12, 31)),
+    st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2099, 12, 31)),
+    st.text(min_size=1, max_size=12),
+)
+def test_shift_keeps_every_interval(a: dt.date, b: dt.date, patient: str) -> None:
+    shift = Pseudonymizer(SECRET).date_shift_days(patient)
+    sa, sb = shift_date(a.strftime("%Y%m%d"), shift), shift_date(b.strftime("%Y%m%d"), shift)
+    assert sa is not None
+    assert sb is not None
+    got = dt.datetime.strptime(sb, "%Y%m%d") - dt.datetime.strptime(sa, "%Y%m%d")
+    assert got.days == (b - a).days
+    assert (dt.datetime.strptime(sa, "%Y%m%d").date() - a).days == shift
