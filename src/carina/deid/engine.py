@@ -137,7 +137,7 @@ def _encoding_differs(ds: Dataset, implicit: bool, little: bool) -> bool:
     """Whether unparsed elements of ``ds`` were read in another encoding than it will be written."""
     if ds.original_encoding != (implicit, little):
         return True
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset parses every element
         raw = ds.get_item(tag)
         if isinstance(raw, RawDataElement):
             return (raw.is_implicit_VR, raw.is_little_endian) != (implicit, little)
