@@ -515,7 +515,8 @@ def write_report(
         "# De-identification benchmark",
         "",
         f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
-        f"Input: {len(inputs)} files ({total_mb:.1f} MB), every stored object of "
+        f"Input: {len(inputs)} files ({total_mb:.1f} MB), every stored object with File Meta "
+        "Information of "
         "`shared/data/dicom_variants` and `shared/data/deid_fake_phi` (CT, MR, US, SC, SEG, SR, "
         "RT, WSI, ECG, all transfer syntaxes), the same files for every tool in one run. "
         "Produced by `python bench/deid.py`.",
