@@ -501,7 +501,9 @@ def machine() -> str:
 
 NOTES = [
     "- files/s counts the files each tool wrote, over the wall time of the whole run (read, "
-    "de-identify, write). Times on this 2-core machine vary by about ±25 % between runs.",
+    "de-identify, write). On this shared 2-core machine single runs varied by up to ±40 % "
+    "(Carina one process 167-246 files/s, Orthanc upload+anonymize 86-143 files/s over five "
+    "runs of this script).",
     "- Orthanc is measured two ways on one fresh server: upload (POST /instances) plus "
     "POST /instances/{id}/anonymize with the anonymized file as the answer, and the anonymize call "
     "alone on instances already stored; only the first is comparable to the other tools, which "
