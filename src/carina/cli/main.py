@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
-from carina.cli import export, images, measure, render
+from carina.cli import deid, export, images, measure, render
 
 app = typer.Typer(
     name="carina",
@@ -37,4 +37,5 @@ app.command("info")(images.info_command)
 app.command("convert")(images.convert_command)
 app.command("quant")(measure.quant_command)
 app.command("render")(render.render_command)
+app.command("deid")(deid.deid_command)
 app.add_typer(export.app, name="export")

@@ -79,6 +79,14 @@ class DeidentificationError(CarinaError):
     """De-identification could not be applied safely."""
 
 
+class MappingError(DeidentificationError):
+    """The pseudonym mapping cannot be read (wrong secret, damaged file) or is inconsistent."""
+
+
+class PixelCleaningError(DeidentificationError):
+    """Burned-in text could not be detected or masked (OCR missing, undecodable pixels)."""
+
+
 class PermissionDeniedError(CarinaError):
     """The caller is not allowed to do this."""
 
