@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
+from carina.cli.archive import import_command
 
 app = typer.Typer(
     name="carina",
@@ -30,3 +31,6 @@ def main(
     ),
 ) -> None:
     """Carina: research platform for AI in medical imaging."""
+
+
+app.command("import")(import_command)
