@@ -193,3 +193,13 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
     assert version == "0001"
     assert mode == "wal"
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from carina.db import Base
+
+    with Archive(tmp_path / "d") as archive, archive.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []

@@ -156,19 +156,28 @@ class Archive:
             raise InstanceRejected(result.reason or "rejected", result.sop_instance_uid)
         return result
 
-    def ingest(self, items: Sequence[tuple[str | None, bytes]]) -> list[IngestResult]:
+    def ingest(
+        self, items: Sequence[tuple[str | None, bytes]], *, study_uid: str | None = None
+    ) -> list[IngestResult]:
         """Ingest a batch of ``(source, bytes)`` in one catalog transaction.
 
         Each valid instance is written to its file first, then all catalog rows are committed
         together; when the commit fails, the files written for the batch are removed and
         :class:`StorageError` is raised. Per-instance problems do not raise: they come back as
         ``REJECTED`` or ``CONFLICT`` results. Same SOPInstanceUID with the same bytes is a no-op.
+        With ``study_uid``, instances of other studies are rejected.
         """
         results: list[IngestResult | None] = [None] * len(items)
         parsed: list[tuple[int, ParsedInstance]] = []
         for index, (source, data) in enumerate(items):
             try:
-                parsed.append((index, parse_instance(data)))
+                instance = parse_instance(data)
+                if study_uid is not None and instance.study_instance_uid != study_uid:
+                    raise InstanceRejected(
+                        f"StudyInstanceUID {instance.study_instance_uid} is not {study_uid}",
+                        instance.sop_instance_uid,
+                    )
+                parsed.append((index, instance))
             except InstanceRejected as exc:
                 results[index] = IngestResult(
                     IngestStatus.REJECTED, source, exc.sop_instance_uid, reason=exc.reason
@@ -193,8 +202,9 @@ class Archive:
                         Instance.sop_instance_uid.in_(uids[start : start + 500])
                     )
                 )
-                known.update(dict(rows.tuples().all()))
-            patients: dict[str, Patient] = {}
+                for uid, stored_digest in rows:
+                    known[uid] = stored_digest
+            patients: dict[tuple[str, str, str], Patient] = {}
             studies: dict[str, Study] = {}
             series_by_uid: dict[str, Series] = {}
             try:
@@ -243,7 +253,7 @@ class Archive:
         self,
         session: Session,
         p: ParsedInstance,
-        patients: dict[str, Patient],
+        patients: dict[tuple[str, str, str], Patient],
         studies: dict[str, Study],
         series_by_uid: dict[str, Series],
     ) -> Series:
@@ -257,9 +267,13 @@ class Archive:
                 select(Study).where(Study.study_instance_uid == p.study_instance_uid)
             )
             if study is None:
-                key = p.patient["patient_id"]
+                key = (p.patient["patient_id"], p.patient["patient_name"], p.patient["birth_date"])
                 patient = patients.get(key) or session.scalar(
-                    select(Patient).where(Patient.patient_id == key)
+                    select(Patient).where(
+                        Patient.patient_id == key[0],
+                        Patient.patient_name == key[1],
+                        Patient.birth_date == key[2],
+                    )
                 )
                 if patient is None:
                     patient = Patient(**p.patient)

@@ -61,6 +61,8 @@ def _text(ds: Dataset, keyword: str, limit: int) -> str:
 
 def _date(ds: Dataset, keyword: str) -> str:
     text = _text(ds, keyword, 64)
+    if len(text) == 10 and text[4] == text[7] == ".":  # ACR-NEMA style YYYY.MM.DD
+        text = text.replace(".", "")
     return text if len(text) == 8 and text.isdigit() else ""
 
 

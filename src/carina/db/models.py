@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 UID = String(64)
@@ -19,12 +28,17 @@ class Base(DeclarativeBase):
 
 
 class Patient(Base):
-    """A patient, keyed by PatientID (the empty string when the instances carry none)."""
+    """A patient, identified by PatientID, PatientName and PatientBirthDate together.
+
+    Instances without a PatientID are common in research data; the name and birth date keep
+    such patients apart.
+    """
 
     __tablename__ = "patients"
+    __table_args__ = (UniqueConstraint("patient_id", "patient_name", "birth_date"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[str] = mapped_column(String(64), index=True)
     patient_name: Mapped[str] = mapped_column(String(324), default="", index=True)
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")

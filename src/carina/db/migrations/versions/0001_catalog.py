@@ -25,9 +25,10 @@ def upgrade() -> None:
         sa.Column("birth_date", sa.String(length=8), nullable=False),
         sa.Column("sex", sa.String(length=16), nullable=False),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("patient_id"),
+        sa.UniqueConstraint("patient_id", "patient_name", "birth_date"),
     )
     with op.batch_alter_table("patients", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_patients_patient_id"), ["patient_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_patients_patient_name"), ["patient_name"], unique=False
         )
@@ -131,5 +132,6 @@ def downgrade() -> None:
     op.drop_table("studies")
     with op.batch_alter_table("patients", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_patients_patient_name"))
+        batch_op.drop_index(batch_op.f("ix_patients_patient_id"))
 
     op.drop_table("patients")
