@@ -5,6 +5,7 @@ set -euo pipefail
 needed=(
   "tesseract-ocr:tesseract"
   "dicom3tools:dciodvfy"
+  "dcmtk:storescu"
 )
 missing=()
 for item in "${needed[@]}"; do

@@ -40,7 +40,9 @@ _RESERVED = {"limit", "offset", "includefield", "fuzzymatching"}
 
 
 def _root(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/dicom-web"
+    public: str | None = request.app.state.settings.public_url
+    base = public or str(request.base_url)
+    return base.rstrip("/") + "/dicom-web"
 
 
 def _json_response(content: str, status_code: int = 200) -> Response:

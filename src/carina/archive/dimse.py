@@ -10,6 +10,12 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -37,6 +43,18 @@ _LEVELS = {"STUDY": Level.STUDY, "SERIES": Level.SERIES, "IMAGE": Level.IMAGE}
 _RANK = {Level.STUDY: 0, Level.SERIES: 1, Level.IMAGE: 2}
 _PATIENT_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 _SKIPPED = {"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle"}
+_UNCOMPRESSED = [
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+]
+# pynetdicom accepts the first of these that the requestor proposes: compressed syntaxes come
+# first, so instances arrive as the sender holds them instead of being transcoded on the way.
+ACCEPTED_TRANSFER_SYNTAXES = [
+    *(ts for ts in ALL_TRANSFER_SYNTAXES if ts not in _UNCOMPRESSED),
+    *_UNCOMPRESSED,
+]
 
 
 def set_nodelay(event: Event) -> None:
@@ -70,7 +88,7 @@ class DimseServer:
         self.ae = AE(ae_title=ae_title)
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
-                self.ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+                self.ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
         self.ae.add_supported_context(Verification)
         self.ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
         self.ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)

@@ -11,10 +11,14 @@ class Settings(BaseSettings):
     """Server settings; every field can be set as ``CARINA_<FIELD>`` (e.g. ``CARINA_DATA_DIR``).
 
     ``database_url`` defaults to SQLite at ``data_dir/catalog.sqlite``. ``dicom_port`` ``None``
-    disables the DIMSE service; ``0`` picks a free port.
+    (``CARINA_DICOM_PORT=none``) disables the DIMSE service; ``0`` picks a free port.
+    ``public_url`` is the address clients reach the server at (used in RetrieveURL and
+    BulkDataURI); by default it comes from each request's Host header.
     """
 
-    model_config = SettingsConfigDict(env_prefix="CARINA_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CARINA_", extra="ignore", env_parse_none_str="none"
+    )
 
     data_dir: Path = Path("data")
     database_url: str | None = None
@@ -22,3 +26,19 @@ class Settings(BaseSettings):
     port: int = 8000
     dicom_port: int | None = 11112
     ae_title: str = "CARINA"
+    public_url: str | None = None
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``CARINA_*`` environment variables."""
+        env = {
+            "CARINA_DATA_DIR": str(self.data_dir),
+            "CARINA_HOST": self.host,
+            "CARINA_PORT": str(self.port),
+            "CARINA_DICOM_PORT": "none" if self.dicom_port is None else str(self.dicom_port),
+            "CARINA_AE_TITLE": self.ae_title,
+        }
+        if self.database_url is not None:
+            env["CARINA_DATABASE_URL"] = self.database_url
+        if self.public_url is not None:
+            env["CARINA_PUBLIC_URL"] = self.public_url
+        return env
