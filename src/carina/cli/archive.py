@@ -46,13 +46,15 @@ def _sources(path: Path) -> tuple[int, Iterator[tuple[str, bytes]]]:
     return 1, iter([(str(path), path.read_bytes())])
 
 
-def _batches(items: Iterator[tuple[str, bytes]]) -> Iterator[list[tuple[str | None, bytes]]]:
+def _batches(
+    items: Iterator[tuple[str, bytes]], files: int
+) -> Iterator[list[tuple[str | None, bytes]]]:
     batch: list[tuple[str | None, bytes]] = []
     size = 0
     for source, data in items:
         batch.append((source, data))
         size += len(data)
-        if len(batch) >= BATCH_FILES or size >= BATCH_BYTES:
+        if len(batch) >= files or size >= BATCH_BYTES:
             yield batch
             batch, size = [], 0
     if batch:
@@ -88,6 +90,9 @@ def import_command(
     database_url: str | None = typer.Option(
         None, "--database-url", envvar="CARINA_DATABASE_URL", help="Catalog database URL."
     ),
+    batch_size: int = typer.Option(
+        BATCH_FILES, "--batch-size", min=1, help="Files per catalog transaction."
+    ),
 ) -> None:
     """Import DICOM files into the archive; already stored instances are skipped."""
     try:
@@ -109,7 +114,7 @@ def import_command(
     ):
         task = progress.add_task("import", total=total)
         try:
-            for batch in _batches(items):
+            for batch in _batches(items, batch_size):
                 results.extend(archive.ingest(batch))
                 progress.advance(task, len(batch))
         except CarinaError as exc:
