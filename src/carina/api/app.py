@@ -21,7 +21,7 @@ from carina.core.errors import (
     InstanceRejected,
     NoPixelDataError,
     NotFoundError,
-    PermissionDenied,
+    PermissionDeniedError,
     StorageError,
 )
 from carina.services.archive import open_archive
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 _STATUS: list[tuple[type[CarinaError], int]] = [
     (NotFoundError, 404),
-    (PermissionDenied, 403),
+    (PermissionDeniedError, 403),
     (ConflictError, 409),
     (InstanceRejected, 400),
     (QueryError, 400),
