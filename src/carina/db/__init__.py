@@ -1,14 +1,32 @@
-"""Persistence: SQLAlchemy models of the catalog, engine set-up and migrations."""
+"""Persistence: SQLAlchemy models (catalog, users, projects, audit), engines, migrations."""
 
 from carina.db.engine import create_db_engine, sqlite_url, upgrade_database
-from carina.db.models import Base, Instance, Patient, Series, Study
+from carina.db.models import (
+    AuditEvent,
+    AuthToken,
+    Base,
+    Instance,
+    Patient,
+    Project,
+    ProjectMember,
+    ProjectStudy,
+    Series,
+    Study,
+    User,
+)
 
 __all__ = [
+    "AuditEvent",
+    "AuthToken",
     "Base",
     "Instance",
     "Patient",
+    "Project",
+    "ProjectMember",
+    "ProjectStudy",
     "Series",
     "Study",
+    "User",
     "create_db_engine",
     "sqlite_url",
     "upgrade_database",
