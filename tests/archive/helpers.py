@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import socket
 import uuid
+from datetime import timedelta
+from typing import Any
 
 
 def free_port() -> int:
@@ -38,3 +40,16 @@ def split_multipart(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
         headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
         parts.append((headers.get("Content-Type", ""), content))
     return parts
+
+
+ADMIN_PASSWORD = "archive-admin-password"
+
+
+def admin_headers(app: Any) -> dict[str, str]:
+    """A bearer header of a site administrator of ``app`` (created on first use)."""
+    store = app.state.auth
+    if not any(u.name == "admin" for u in store.users()):
+        store.create_user("admin", ADMIN_PASSWORD, is_admin=True)
+    principal = store.authenticate("admin", ADMIN_PASSWORD)
+    token = store.issue_token(principal.user_id, "access", timedelta(hours=1))
+    return {"Authorization": f"Bearer {token.token}"}

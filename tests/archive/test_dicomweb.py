@@ -20,7 +20,7 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 from carina.api import create_app
 from carina.services.settings import Settings
 
-from .helpers import multipart_body, split_multipart
+from .helpers import admin_headers, multipart_body, split_multipart
 
 ACCEPT_DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 ACCEPT_FRAMES = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
@@ -51,6 +51,7 @@ def loaded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     paths = sorted((shared_data / "lung_ct_tumor_boxes" / "ct_dicom").glob("*.dcm"))
     paths += sorted(p for p in (shared_data / "dicom_variants").rglob("*.dcm"))
     with TestClient(app) as client:
+        client.headers.update(admin_headers(app))
         archive = app.state.archive
         results = archive.ingest([(str(p), p.read_bytes()) for p in paths])
         studies: dict[str, StudyFacts] = {}
@@ -252,6 +253,7 @@ def test_wado_frames_equal_pydicom_decoding(shared_data: Path, tmp_path: Path, n
     ds = pydicom.dcmread(path)
     app = create_app(Settings(data_dir=tmp_path / "data", dicom_port=None))
     with TestClient(app) as client:
+        client.headers.update(admin_headers(app))
         app.state.archive.store_instance(path.read_bytes())
         frames = int(ds.get("NumberOfFrames") or 1)
         numbers = sorted({1, frames, (frames + 1) // 2})
@@ -310,6 +312,7 @@ def test_stow_store_duplicate_conflict_and_reject(
 ) -> None:
     app = create_app(Settings(data_dir=tmp_path / "data", dicom_port=None))
     with TestClient(app) as client:
+        client.headers.update(admin_headers(app))
         originals = [p.read_bytes() for p in lung_ct_files[:5]]
         body, content_type = multipart_body(originals)
         response = client.post(

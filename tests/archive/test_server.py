@@ -34,7 +34,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from carina.api import create_app
 from carina.services.settings import Settings
 
-from .helpers import free_port, split_multipart
+from .helpers import ADMIN_PASSWORD, admin_headers, free_port, split_multipart
 
 STORESCU = Path("/usr/bin/storescu")
 
@@ -44,6 +44,7 @@ class Live:
     url: str
     dicom_port: int
     data_dir: Path
+    headers: dict[str, str]
 
 
 def _nodelay(event: Event) -> None:
@@ -72,7 +73,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
     try:
-        yield Live(f"http://127.0.0.1:{settings.port}", app.state.dimse.port, data_dir)
+        yield Live(
+            f"http://127.0.0.1:{settings.port}", app.state.dimse.port, data_dir, admin_headers(app)
+        )
     finally:
         server.should_exit = True
         thread.join(10)
@@ -157,7 +160,8 @@ def test_cstore_cfind_then_wado(live: Live, lung_ct_files: list[Path]) -> None:
             f"{live.url}/dicom-web/studies/{first.StudyInstanceUID}/series/"
             f"{first.SeriesInstanceUID}/instances/{sop}"
         )
-        response = httpx.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
+        accept = {"Accept": 'multipart/related; type="application/dicom"'}
+        response = httpx.get(url, headers={**accept, **live.headers})
         assert response.status_code == 200
         ((_, content),) = split_multipart(response.content, response.headers["content-type"])
         # C-STORE carries the dataset, not the file: the stored dataset equals the sent one
@@ -165,7 +169,7 @@ def test_cstore_cfind_then_wado(live: Live, lung_ct_files: list[Path]) -> None:
 
 
 def test_dicomweb_client(live: Live, lung_ct_files: list[Path], shared_data: Path) -> None:
-    client = DICOMwebClient(url=f"{live.url}/dicom-web")
+    client = DICOMwebClient(url=f"{live.url}/dicom-web", headers=live.headers)
     jp2k = pydicom.dcmread(shared_data / "dicom_variants" / "pydicom" / "MR_small_jp2klossless.dcm")
     response = client.store_instances([jp2k])
     assert len(response.ReferencedSOPSequence) == 1
@@ -208,7 +212,7 @@ def test_dcmtk_storescu(live: Live, shared_data: Path) -> None:
         (["-xv"], [variants / "pydicom" / "examples_jpeg2k.dcm"]),
     ]
     env = dict(os.environ, TCP_NODELAY="1")
-    client = DICOMwebClient(url=f"{live.url}/dicom-web")
+    client = DICOMwebClient(url=f"{live.url}/dicom-web", headers=live.headers)
     for options, files in sends:
         run = subprocess.run(
             [str(STORESCU), *options, "-aec", "CARINA", "127.0.0.1", str(live.dicom_port)]
@@ -247,13 +251,30 @@ def test_carina_serve_command(tmp_path: Path, lung_ct_files: list[Path]) -> None
         "--ae-title",
         "SERVED",
     ]
+    add_admin = [
+        sys.executable,
+        "-c",
+        "from carina.cli.main import app; app()",
+        "user",
+        "add",
+        "admin",
+        "--admin",
+        "--password-stdin",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+    created = subprocess.run(
+        add_admin, env=env, input=ADMIN_PASSWORD + "\n", capture_output=True, text=True, check=False
+    )
+    assert created.returncode == 0, created.stderr
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{http_port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/dicom-web/studies").status_code == 200:
+                if httpx.get(f"{base}/api/health").status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -265,7 +286,11 @@ def test_carina_serve_command(tmp_path: Path, lung_ct_files: list[Path]) -> None
         assert assoc.is_established
         assert assoc.send_c_store(pydicom.dcmread(lung_ct_files[0])).Status == 0x0000
         assoc.release()
-        studies = httpx.get(f"http://127.0.0.1:{http_port}/dicom-web/studies").json()
+        assert httpx.get(f"{base}/dicom-web/studies").status_code == 401
+        login = {"username": "admin", "password": ADMIN_PASSWORD}
+        token = httpx.post(f"{base}/api/auth/token", data=login).json()["access_token"]
+        bearer = {"Authorization": f"Bearer {token}"}
+        studies = httpx.get(f"{base}/dicom-web/studies", headers=bearer).json()
         assert [s["00201208"]["Value"] for s in studies] == [[1]]
     finally:
         process.terminate()

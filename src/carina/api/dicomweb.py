@@ -1,31 +1,47 @@
-"""DICOMweb (PS3.18): STOW-RS, QIDO-RS and WADO-RS under ``/dicom-web``."""
+"""DICOMweb (PS3.18): STOW-RS, QIDO-RS and WADO-RS.
+
+The same routes serve ``/dicom-web`` (the whole archive, administrators only) and
+``/projects/{project}/dicom-web`` (the studies of one project: QIDO-RS is filtered to them,
+WADO-RS answers 404 for other studies, STOW-RS adds what it stores to the project).
+"""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from io import BytesIO
 from typing import Annotated, Any
 
+import pydicom
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from carina.api.deps import get_archive, require_access
+from carina.api.deps import get_archive
 from carina.api.multipart import (
+    Part,
     media_type_params,
     multipart_stream,
     new_boundary,
     parse_multipart,
+)
+from carina.api.security import (
+    Access,
+    Require,
+    RequireInProject,
+    client_ip,
+    get_audit,
+    get_auth,
 )
 from carina.archive import Archive, IngestResult, IngestStatus, StoredInstance
 from carina.archive import pixels as px
 from carina.archive.dicomjson import resolve_bulk_uris
 from carina.archive.query import Level, QueryError, resolve_key, search
 from carina.archive.query import Query as CatalogQuery
+from carina.auth import Action
+from carina.auth.audit import ALLOWED
 from carina.core.errors import NotFoundError, StorageError
-
-router = APIRouter(tags=["dicomweb"], dependencies=[Depends(require_access)])
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 DICOM_JSON = "application/dicom+json"
@@ -36,13 +52,46 @@ REASON_OUT_OF_RESOURCES = 0xA700
 REASON_STUDY_MISMATCH = 0xA900
 REASON_CANNOT_UNDERSTAND = 0xC000
 REASON_DUPLICATE = 0x0111
+REASON_NOT_IN_PROJECT = 0xC001  # the instance's study is stored but not part of this project
 _RESERVED = {"limit", "offset", "includefield", "fuzzymatching"}
+
+
+_ROUTES: list[tuple[str, str, Action, Callable[..., Any]]] = []
+
+
+def _route(method: str, path: str, action: Action = Action.READ_STUDY) -> Callable[[Any], Any]:
+    def register(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        _ROUTES.append((method, path, action, endpoint))
+        return endpoint
+
+    return register
+
+
+def dicomweb_router(project_scoped: bool) -> APIRouter:
+    """The DICOMweb routes for one project (under ``/projects/{project}/dicom-web``) or for the
+    whole archive (under ``/dicom-web``)."""
+    router = APIRouter(tags=["dicomweb"])
+    for method, path, action, endpoint in _ROUTES:
+        dependency = RequireInProject(action) if project_scoped else Require(action)
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=[method],
+            name=("project_" if project_scoped else "site_") + endpoint.__name__,
+            dependencies=[Depends(dependency)],
+        )
+    return router
+
+
+def _access(request: Request) -> Access:
+    access: Access = request.state.access
+    return access
 
 
 def _root(request: Request) -> str:
     public: str | None = request.app.state.settings.public_url
     base = public or str(request.base_url)
-    return base.rstrip("/") + "/dicom-web"
+    return base.rstrip("/") + _access(request).dicomweb_path
 
 
 def _json_response(content: str, status_code: int = 200) -> Response:
@@ -69,6 +118,53 @@ def _failure_reason(result: IngestResult) -> int:
     return REASON_CANNOT_UNDERSTAND
 
 
+def _study_of(content: bytes) -> str | None:
+    try:
+        ds = pydicom.dcmread(
+            BytesIO(content),
+            stop_before_pixels=True,
+            specific_tags=["StudyInstanceUID"],
+            force=True,
+        )
+    except Exception:  # unreadable parts are refused by the ingest itself
+        return None
+    uid = ds.get("StudyInstanceUID")
+    return str(uid) if uid else None
+
+
+def _outside_project(
+    request: Request, project: str, parts: list[Part]
+) -> tuple[list[Part], list[str]]:
+    """The parts whose study may be stored into ``project``, and the numbers of the others (their
+    study is stored already and belongs to other projects only)."""
+    studies = [_study_of(bytes(part.content)) for part in parts]
+    outside = get_auth(request).stored_outside(project, {s for s in studies if s})
+    kept: list[Part] = []
+    refused: list[str] = []
+    for number, (part, study) in enumerate(zip(parts, studies, strict=True), 1):
+        if study in outside:
+            refused.append(str(number))
+        else:
+            kept.append(part)
+    return kept, refused
+
+
+def _add_to_project(request: Request, project: str, studies: list[str]) -> None:
+    access = _access(request)
+    added = get_auth(request).add_studies(project, studies)
+    for uid in added:
+        get_audit(request).record(
+            action="project.studies.add",
+            outcome=ALLOWED,
+            user_id=access.principal.user_id,
+            user_name=access.principal.name,
+            resource=f"study {uid}",
+            project=project,
+            client_ip=client_ip(request),
+            detail="stored by STOW-RS",
+        )
+
+
 async def _stow(request: Request, archive: Archive, study: str | None) -> Response:
     kind, params = media_type_params(request.headers.get("content-type", ""))
     if kind != "multipart/related" or "boundary" not in params:
@@ -80,6 +176,12 @@ async def _stow(request: Request, archive: Archive, study: str | None) -> Respon
         raise HTTPException(400, "the request has no parts")
     results: list[IngestResult] = []
     failures: list[tuple[IngestResult, int]] = []
+    project = _access(request).project
+    if project is not None:
+        parts, refused = await run_in_threadpool(_outside_project, request, project, parts)
+        failures.extend(
+            (IngestResult(IngestStatus.REJECTED, n), REASON_NOT_IN_PROJECT) for n in refused
+        )
     for start in range(0, len(parts), STOW_BATCH):
         batch: list[tuple[str | None, bytes]] = []
         for number, part in enumerate(parts[start : start + STOW_BATCH], start + 1):
@@ -95,6 +197,9 @@ async def _stow(request: Request, archive: Archive, study: str | None) -> Respon
                 (IngestResult(IngestStatus.REJECTED, source), REASON_OUT_OF_RESOURCES)
                 for source, _ in batch
             )
+    stored = sorted({r.study_instance_uid for r in results if r.status.ok and r.study_instance_uid})
+    if project is not None and stored:
+        _add_to_project(request, project, stored)
     root = _root(request)
     referenced: list[dict[str, Any]] = []
     for result in results:
@@ -125,13 +230,13 @@ async def _stow(request: Request, archive: Archive, study: str | None) -> Respon
     return _json_response(json.dumps(body), status)
 
 
-@router.post("/studies")
+@_route("POST", "/studies", Action.STORE_STUDY)
 async def stow(request: Request, archive: ArchiveDep) -> Response:
     """STOW-RS: store instances (multipart/related; type="application/dicom")."""
     return await _stow(request, archive, None)
 
 
-@router.post("/studies/{study}")
+@_route("POST", "/studies/{study}", Action.STORE_STUDY)
 async def stow_study(study: str, request: Request, archive: ArchiveDep) -> Response:
     """STOW-RS into one study: instances of other studies fail."""
     return await _stow(request, archive, study)
@@ -181,43 +286,46 @@ def _qido(
         include_all=include_all,
         limit=limit,
         offset=offset,
+        study_scope=get_auth(request).study_scope(project)
+        if (project := _access(request).project)
+        else None,
     )
     with archive.session() as session:
         matches = search(session, query)
     return _json_response(resolve_bulk_uris(json.dumps(matches), _root(request)))
 
 
-@router.get("/studies")
+@_route("GET", "/studies")
 def search_studies(request: Request, archive: ArchiveDep) -> Response:
     """QIDO-RS: search for studies."""
     return _qido(request, archive, Level.STUDY)
 
 
-@router.get("/series")
+@_route("GET", "/series")
 def search_series(request: Request, archive: ArchiveDep) -> Response:
     """QIDO-RS: search for series in all studies."""
     return _qido(request, archive, Level.SERIES)
 
 
-@router.get("/studies/{study}/series")
+@_route("GET", "/studies/{study}/series")
 def search_study_series(study: str, request: Request, archive: ArchiveDep) -> Response:
     """QIDO-RS: search for series of a study."""
     return _qido(request, archive, Level.SERIES, study)
 
 
-@router.get("/instances")
+@_route("GET", "/instances")
 def search_instances(request: Request, archive: ArchiveDep) -> Response:
     """QIDO-RS: search for instances in all studies."""
     return _qido(request, archive, Level.IMAGE)
 
 
-@router.get("/studies/{study}/instances")
+@_route("GET", "/studies/{study}/instances")
 def search_study_instances(study: str, request: Request, archive: ArchiveDep) -> Response:
     """QIDO-RS: search for instances of a study."""
     return _qido(request, archive, Level.IMAGE, study)
 
 
-@router.get("/studies/{study}/series/{series}/instances")
+@_route("GET", "/studies/{study}/series/{series}/instances")
 def search_series_instances(
     study: str, series: str, request: Request, archive: ArchiveDep
 ) -> Response:
@@ -265,19 +373,19 @@ def _metadata(
     return _json_response(resolve_bulk_uris("[" + ",".join(texts) + "]", _root(request)))
 
 
-@router.get("/studies/{study}")
+@_route("GET", "/studies/{study}")
 def retrieve_study(study: str, request: Request, archive: ArchiveDep) -> Response:
     """WADO-RS: all instances of a study, as stored."""
     return _retrieve(request, archive, archive.instances(study))
 
 
-@router.get("/studies/{study}/series/{series}")
+@_route("GET", "/studies/{study}/series/{series}")
 def retrieve_series(study: str, series: str, request: Request, archive: ArchiveDep) -> Response:
     """WADO-RS: all instances of a series, as stored."""
     return _retrieve(request, archive, archive.instances(study, series))
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}")
+@_route("GET", "/studies/{study}/series/{series}/instances/{sop}")
 def retrieve_instance(
     study: str, series: str, sop: str, request: Request, archive: ArchiveDep
 ) -> Response:
@@ -285,19 +393,19 @@ def retrieve_instance(
     return _retrieve(request, archive, archive.instances(study, series, sop))
 
 
-@router.get("/studies/{study}/metadata")
+@_route("GET", "/studies/{study}/metadata")
 def study_metadata(study: str, request: Request, archive: ArchiveDep) -> Response:
     """WADO-RS: metadata of every instance of a study (cached at ingest)."""
     return _metadata(request, archive, study, None, None)
 
 
-@router.get("/studies/{study}/series/{series}/metadata")
+@_route("GET", "/studies/{study}/series/{series}/metadata")
 def series_metadata(study: str, series: str, request: Request, archive: ArchiveDep) -> Response:
     """WADO-RS: metadata of every instance of a series (cached at ingest)."""
     return _metadata(request, archive, study, series, None)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/metadata")
+@_route("GET", "/studies/{study}/series/{series}/instances/{sop}/metadata")
 def instance_metadata(
     study: str, series: str, sop: str, request: Request, archive: ArchiveDep
 ) -> Response:
@@ -320,7 +428,7 @@ def _frame_numbers(frames: str) -> list[int]:
     return numbers
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
+@_route("GET", "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
 def retrieve_frames(
     study: str, series: str, sop: str, frames: str, request: Request, archive: ArchiveDep
 ) -> Response:
@@ -337,7 +445,7 @@ def retrieve_frames(
     )
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}")
+@_route("GET", "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}")
 def retrieve_bulkdata(
     study: str, series: str, sop: str, tag: str, request: Request, archive: ArchiveDep
 ) -> Response:
@@ -409,7 +517,7 @@ def _rendered(
 Quality = Annotated[int, Query(ge=1, le=100)]
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
+@_route("GET", "/studies/{study}/series/{series}/instances/{sop}/rendered")
 def instance_rendered(
     study: str,
     series: str,
@@ -425,7 +533,7 @@ def instance_rendered(
     return _rendered(request, archive, instance, 1, window, _viewport(viewport), quality)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered")
+@_route("GET", "/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered")
 def frame_rendered(
     study: str,
     series: str,
@@ -450,7 +558,7 @@ def _thumbnail(
     return _rendered(request, archive, instance, 1, None, size, 85)
 
 
-@router.get("/studies/{study}/thumbnail")
+@_route("GET", "/studies/{study}/thumbnail")
 def study_thumbnail(
     study: str, request: Request, archive: ArchiveDep, viewport: str | None = None
 ) -> Response:
@@ -461,7 +569,7 @@ def study_thumbnail(
     )
 
 
-@router.get("/studies/{study}/series/{series}/thumbnail")
+@_route("GET", "/studies/{study}/series/{series}/thumbnail")
 def series_thumbnail(
     study: str, series: str, request: Request, archive: ArchiveDep, viewport: str | None = None
 ) -> Response:
@@ -469,7 +577,7 @@ def series_thumbnail(
     return _thumbnail(request, archive, archive.instances(study, series), viewport)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/thumbnail")
+@_route("GET", "/studies/{study}/series/{series}/instances/{sop}/thumbnail")
 def instance_thumbnail(
     study: str,
     series: str,

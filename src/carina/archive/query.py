@@ -213,7 +213,10 @@ def _element(vr: str, value: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Query:
-    """A search at ``level``; ``study_uid``/``series_uid`` scope it to a study or series."""
+    """A search at ``level``; ``study_uid``/``series_uid`` scope it to a study or series.
+
+    ``study_scope``, a selectable of StudyInstanceUIDs, restricts it to those studies.
+    """
 
     level: Level
     filters: Mapping[str, str]
@@ -223,6 +226,7 @@ class Query:
     include_all: bool = False
     limit: int | None = None
     offset: int = 0
+    study_scope: Any = None
 
 
 def _statement(query: Query) -> Select[Any]:
@@ -262,6 +266,8 @@ def _statement(query: Query) -> Select[Any]:
         stmt = stmt.where(Study.study_instance_uid == query.study_uid)
     if query.series_uid is not None:
         stmt = stmt.where(Series.series_instance_uid == query.series_uid)
+    if query.study_scope is not None:
+        stmt = stmt.where(Study.study_instance_uid.in_(query.study_scope))
     for keyword, value in query.filters.items():
         attribute = ATTRIBUTES.get(keyword)
         if attribute is None:
