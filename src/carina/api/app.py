@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         lifespan=lifespan,
         openapi_url="/api/openapi.json",
         docs_url="/api/docs",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
         redoc_url=None,
         generate_unique_id_function=operation_id,
     )

@@ -34,6 +34,9 @@ PUBLIC_ROUTES = frozenset(
         ("GET", "/api/health"),
         ("POST", "/api/auth/token"),
         ("POST", "/api/auth/login"),
+        ("GET", "/api/openapi.json"),
+        ("GET", "/api/docs"),
+        ("GET", "/api/docs/oauth2-redirect"),
     }
 )
 
