@@ -75,15 +75,13 @@ def build_site(data_dir: Path, **extra: object) -> Iterator[Site]:
             store.add_studies(project, [uids.study])
             site.studies[project] = uids
         for name in list(site.principals):  # reload roles
-            site.principals[name] = store.authenticate(name, PASSWORD)  # type: ignore[assignment]
+            site.principals[name] = store.principal(name)
         yield site
 
 
 def _user(store: AuthStore, name: str, admin: bool = False) -> Principal:
     store.create_user(name, PASSWORD, is_admin=admin)
-    principal = store.authenticate(name, PASSWORD)
-    assert principal is not None
-    return principal
+    return store.principal(name)
 
 
 @pytest.fixture(scope="module")

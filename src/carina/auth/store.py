@@ -169,6 +169,14 @@ class AuthStore:
                 session.commit()
             return self._principal(session, user)
 
+    def principal(self, name: str) -> Principal:
+        """The principal of the user called ``name`` with their current roles."""
+        with self.session() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise NotFoundError(f"no user {name!r}")
+            return self._principal(session, user)
+
     def _principal(self, session: Session, user: User) -> Principal:
         rows = session.execute(
             select(Project.name, ProjectMember.role)
