@@ -259,9 +259,7 @@ class Geometry:
             else:
                 t[src, new_axis] = 1.0
         shape = tuple(self.shape[p] for p in perm)
-        return Geometry(
-            self.affine @ t, (shape[0], shape[1], shape[2]), self.frame_of_reference_uid
-        )
+        return Geometry(self.affine @ t, (shape[0], shape[1], shape[2]), self.frame_of_reference_uid)
 
     def to_dict(self) -> dict[str, Any]:
         return {

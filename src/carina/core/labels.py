@@ -105,11 +105,7 @@ class LabelSet:
     def to_list(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         for lab in self:
-            item: dict[str, object] = {
-                "value": lab.value,
-                "name": lab.name,
-                "color": list(lab.color),
-            }
+            item: dict[str, object] = {"value": lab.value, "name": lab.name, "color": list(lab.color)}
             if lab.code:
                 item["code"] = {
                     "value": lab.code.value,
