@@ -20,9 +20,7 @@ class DependencyMissingError(CarinaError):
 
     def __init__(self, package: str, feature: str, extra: str | None = None) -> None:
         hint = f"pip install 'carina[{extra}]'" if extra else f"pip install {package}"
-        super().__init__(
-            f"{feature} needs the package {package!r}, which is not installed ({hint})"
-        )
+        super().__init__(f"{feature} needs the package {package!r}, which is not installed ({hint})")
         self.package = package
         self.feature = feature
 
