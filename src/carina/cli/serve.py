@@ -22,10 +22,14 @@ def serve_command(
     dicom_port: int | None = typer.Option(None, "--dicom-port", help="DIMSE port (0: any free)."),
     no_dimse: bool = typer.Option(False, "--no-dimse", help="Do not start the DIMSE service."),
     ae_title: str | None = typer.Option(None, "--ae-title", help="DIMSE AE title."),
+    ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)."),
+    ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)."),
 ) -> None:
-    """Serve the archive: DICOMweb under /dicom-web and a C-ECHO/C-STORE/C-FIND listener.
+    """Serve the archive: the REST API under /api, DICOMweb under /dicom-web (administrators) and
+    /projects/{project}/dicom-web, and a C-ECHO/C-STORE/C-FIND listener.
 
-    Options not given come from CARINA_* environment variables, then from the defaults.
+    Options not given come from CARINA_* environment variables, then from the defaults. Create
+    the first administrator with `carina user add NAME --admin --data-dir DIR`.
     """
     given: dict[str, Any] = {
         "data_dir": data_dir,
@@ -34,10 +38,15 @@ def serve_command(
         "port": port,
         "dicom_port": dicom_port,
         "ae_title": ae_title,
+        "ssl_certfile": ssl_certfile,
+        "ssl_keyfile": ssl_keyfile,
     }
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if no_dimse:
         settings.dicom_port = None
     # uvicorn imports the application by name; the settings travel in the environment.
     os.environ.update(settings.to_env())
-    uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port)
+    tls: dict[str, Any] = {}
+    if settings.ssl_certfile is not None:
+        tls = {"ssl_certfile": str(settings.ssl_certfile), "ssl_keyfile": settings.ssl_keyfile}
+    uvicorn.run(APP_FACTORY, factory=True, host=settings.host, port=settings.port, **tls)
