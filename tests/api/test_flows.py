@@ -376,3 +376,18 @@ def test_security_headers(site: Site, tmp_path: Path) -> None:
         )
         assert all("Secure" in c for c in login.headers.get_list("set-cookie"))
         https.client.cookies.clear()
+
+
+def test_deactivated_users_lose_access_at_once(fresh_site: Site) -> None:
+    site = fresh_site
+    token = {"Authorization": f"Bearer {site.token('viewer')}"}
+    assert site.client.get("/api/users/me", headers=token).status_code == 200
+    admin = site.headers("admin")
+    off = site.client.patch("/api/users/viewer", json={"is_active": False}, headers=admin)
+    assert off.json()["is_active"] is False
+    assert site.client.get("/api/users/me", headers=token).status_code == 401
+    login = site.client.post("/api/auth/token", data={"username": "viewer", "password": PASSWORD})
+    assert login.status_code == 401
+    last = site.client.patch("/api/users/admin", json={"is_admin": False}, headers=admin)
+    assert last.status_code == 409
+    assert _audit(site, action="users.update")[-1]["detail"] == "active=False admin=False"

@@ -63,6 +63,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/users/me"): "self.read",
     ("GET", "/api/users"): "users.manage",
     ("POST", "/api/users"): "users.manage",
+    ("PATCH", "/api/users/{user}"): "users.manage",
     ("GET", "/api/tokens"): "self.read",
     ("POST", "/api/tokens"): "self.manage",
     ("DELETE", "/api/tokens/{token_id}"): "self.manage",
@@ -214,7 +215,7 @@ def test_permission_matrix(site: Site, method: str, path: str) -> None:
             expected = _expected(caller, action, project)
             url = _url(site, path, project, caller)
             kwargs: dict[str, Any] = {"headers": site.headers(caller)}
-            if method in ("POST", "PUT"):
+            if method in ("POST", "PUT", "PATCH"):
                 kwargs["json"] = {}
             response = site.client.request(method, url, **kwargs)
             status = response.status_code

@@ -83,6 +83,11 @@ class UserCreate(BaseModel):
     is_admin: bool = False
 
 
+class UserUpdate(BaseModel):
+    is_active: bool | None = None
+    is_admin: bool | None = None
+
+
 class TokenCreate(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     expires_in_days: int | None = Field(default=90, ge=1, le=3650)
@@ -289,6 +294,21 @@ def create_user(
     user = store.create_user(body.name, body.password, is_admin=body.is_admin)
     _record(request, access, "users.create", f"user {user.name}", f"admin={user.is_admin}")
     return UserOut(**vars(user))
+
+
+@router.patch("/users/{user}", tags=["users"])
+def update_user(
+    request: Request,
+    user: UserName,
+    body: UserUpdate,
+    store: AuthDep,
+    access: Annotated[Access, _access(Action.MANAGE_USERS)],
+) -> UserOut:
+    """Deactivate or reactivate a user, grant or take administrator rights (administrators)."""
+    updated = store.update_user(user, is_active=body.is_active, is_admin=body.is_admin)
+    change = f"active={updated.is_active} admin={updated.is_admin}"
+    _record(request, access, "users.update", f"user {user}", change)
+    return UserOut(**vars(updated))
 
 
 @router.get("/tokens", tags=["tokens"])

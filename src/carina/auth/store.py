@@ -157,6 +157,32 @@ class AuthStore:
                 raise NotFoundError(f"no user {name!r}")
             return _user_info(user)
 
+    def update_user(
+        self, name: str, *, is_active: bool | None = None, is_admin: bool | None = None
+    ) -> UserInfo:
+        """Activate or deactivate a user, grant or take administrator rights.
+
+        Deactivating revokes nothing but makes every token of the user useless at once; the last
+        active administrator stays one.
+        """
+        with self.session() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise NotFoundError(f"no user {name!r}")
+            if is_active is not None:
+                user.is_active = is_active
+            if is_admin is not None:
+                user.is_admin = is_admin
+            session.flush()
+            admins = session.scalars(
+                select(User.id).where(User.is_admin.is_(True), User.is_active.is_(True))
+            ).all()
+            if not admins:
+                session.rollback()
+                raise ConflictError("the last active administrator stays one")
+            session.commit()
+            return _user_info(user)
+
     def authenticate(self, name: str, password: str) -> Principal | None:
         """The principal of an active user whose password matches, else ``None``."""
         with self.session() as session:
