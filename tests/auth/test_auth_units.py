@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -157,3 +157,16 @@ def test_audit_table_is_append_only(tmp_path: Path) -> None:
             connection.rollback()
         (event,) = directory.audit.events()
         assert (event.user_name, event.action, event.outcome) == ("alice", "study.read", "allowed")
+
+
+def test_audit_since_compares_instants_across_time_zones(tmp_path: Path) -> None:
+    with open_directory(Settings(data_dir=tmp_path)) as directory:
+        directory.audit.record(action="study.read", outcome="allowed", user_name="alice")
+        (event,) = directory.audit.events()
+        east = timezone(timedelta(hours=5))
+        just_before = (event.at - timedelta(seconds=1)).astimezone(east)
+        just_after = (event.at + timedelta(seconds=1)).astimezone(east)
+        assert len(directory.audit.events(since=just_before)) == 1
+        assert directory.audit.events(since=just_after) == []
+        naive_utc = (event.at - timedelta(seconds=1)).replace(tzinfo=None)
+        assert len(directory.audit.events(since=naive_utc)) == 1

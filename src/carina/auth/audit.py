@@ -7,7 +7,7 @@ import csv
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,10 +93,11 @@ class AuditLog:
         outcome: str | None = None,
         limit: int | None = None,
     ) -> list[AuditRecord]:
-        """Rows matching the filters, oldest first (``action`` matches a prefix)."""
+        """Rows matching the filters, oldest first (``action`` matches a prefix; a ``since``
+        without a time zone is UTC)."""
         stmt = select(AuditEvent).order_by(AuditEvent.id)
         if since is not None:
-            stmt = stmt.where(AuditEvent.at >= since)
+            stmt = stmt.where(AuditEvent.at >= utc(since).astimezone(UTC))
         if user is not None:
             stmt = stmt.where(AuditEvent.user_name == user)
         if action is not None:

@@ -89,7 +89,11 @@ def user_list(data_dir: Path = DataDir, database_url: str | None = DatabaseUrl) 
 def audit_command(
     data_dir: Path = DataDir,
     database_url: str | None = DatabaseUrl,
-    since: datetime | None = typer.Option(None, "--since", help="Only events at or after this."),
+    since: datetime | None = typer.Option(
+        None,
+        "--since",
+        help="Only events at or after this time (local time unless it has an offset).",
+    ),
     user: str | None = typer.Option(None, "--user", help="Only events of this user."),
     action: str | None = typer.Option(None, "--action", help="Only actions starting with this."),
     project: str | None = typer.Option(None, "--project", help="Only events of this project."),
