@@ -253,7 +253,10 @@ def test_stow_into_a_project_adds_the_study_and_refuses_foreign_ones(fresh_site:
     )
 
     beta = site.studies["beta"]
-    body, content_type = multipart_body([ct_instance(beta.study, beta.series, patient_id="P2")])
+    sneaked = "1.2.826.0.1.3680043.10.3.99"
+    body, content_type = multipart_body(
+        [ct_instance(beta.study, beta.series, sneaked, patient_id="P2")]
+    )
     refused = site.client.post(
         "/projects/alpha/dicom-web/studies",
         content=body,
@@ -262,6 +265,7 @@ def test_stow_into_a_project_adds_the_study_and_refuses_foreign_ones(fresh_site:
     assert refused.status_code == 409
     (failed,) = refused.json()["00081198"]["Value"]
     assert failed["00081197"]["Value"] == [0xC001]
+    assert failed["00081155"]["Value"] == [sneaked]
     assert beta.study not in site.store.studies("alpha")
     into = site.client.post(
         f"/projects/alpha/dicom-web/studies/{beta.study}",

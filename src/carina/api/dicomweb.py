@@ -118,32 +118,41 @@ def _failure_reason(result: IngestResult) -> int:
     return REASON_CANNOT_UNDERSTAND
 
 
-def _study_of(content: bytes) -> str | None:
+def _identity(content: bytes) -> IngestResult | None:
+    """The UIDs of a part, read from its header only (``None`` when unreadable: the ingest
+    itself reports those)."""
     try:
         ds = pydicom.dcmread(
             BytesIO(content),
             stop_before_pixels=True,
-            specific_tags=["StudyInstanceUID"],
+            specific_tags=["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID"],
             force=True,
         )
-    except Exception:  # unreadable parts are refused by the ingest itself
+        study = str(ds.get("StudyInstanceUID", "")) or None
+        return IngestResult(
+            IngestStatus.REJECTED,
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "")) or None,
+            sop_class_uid=str(ds.get("SOPClassUID", "")) or None,
+            study_instance_uid=study,
+            reason="the study belongs to other projects",
+        )
+    except Exception:
         return None
-    uid = ds.get("StudyInstanceUID")
-    return str(uid) if uid else None
 
 
 def _outside_project(
     request: Request, project: str, parts: list[Part]
-) -> tuple[list[Part], list[str]]:
-    """The parts whose study may be stored into ``project``, and the numbers of the others (their
-    study is stored already and belongs to other projects only)."""
-    studies = [_study_of(bytes(part.content)) for part in parts]
-    outside = get_auth(request).stored_outside(project, {s for s in studies if s})
+) -> tuple[list[Part], list[IngestResult]]:
+    """The parts whose study may be stored into ``project``, and the refusals of the others
+    (their study is stored already and belongs to other projects only)."""
+    identities = [_identity(bytes(part.content)) for part in parts]
+    studies = {i.study_instance_uid for i in identities if i and i.study_instance_uid}
+    outside = get_auth(request).stored_outside(project, studies)
     kept: list[Part] = []
-    refused: list[str] = []
-    for number, (part, study) in enumerate(zip(parts, studies, strict=True), 1):
-        if study in outside:
-            refused.append(str(number))
+    refused: list[IngestResult] = []
+    for part, identity in zip(parts, identities, strict=True):
+        if identity is not None and identity.study_instance_uid in outside:
+            refused.append(identity)
         else:
             kept.append(part)
     return kept, refused
@@ -179,9 +188,7 @@ async def _stow(request: Request, archive: Archive, study: str | None) -> Respon
     project = _access(request).project
     if project is not None:
         parts, refused = await run_in_threadpool(_outside_project, request, project, parts)
-        failures.extend(
-            (IngestResult(IngestStatus.REJECTED, n), REASON_NOT_IN_PROJECT) for n in refused
-        )
+        failures.extend((result, REASON_NOT_IN_PROJECT) for result in refused)
     for start in range(0, len(parts), STOW_BATCH):
         batch: list[tuple[str | None, bytes]] = []
         for number, part in enumerate(parts[start : start + STOW_BATCH], start + 1):
