@@ -63,6 +63,8 @@ def test_expired_and_forged_tokens_are_refused(site: Site) -> None:
     assert response.headers["www-authenticate"] == "Bearer"
     forged = site.client.get("/api/users/me", headers={"Authorization": "Bearer cat_forged"})
     assert forged.status_code == 401
+    refused = _audit(site, action="auth.credentials")
+    assert [r["detail"] for r in refused[-2:]] == ["invalid or expired token"] * 2
     anonymous = site.client.get("/api/users/me")
     assert anonymous.status_code == 401
 
@@ -114,6 +116,12 @@ def test_cookie_session_needs_the_csrf_header_to_change_state(fresh_site: Site) 
     assert (
         client.post("/api/projects", json=body, headers={CSRF_HEADER: "0" * 64}).status_code == 403
     )
+    odd = client.post("/api/projects", json=body, headers={CSRF_HEADER: "\u00e9".encode("latin-1")})
+    assert odd.status_code == 403
+    refused = _audit(fresh_site, action="auth.credentials")
+    assert [(r["user_name"], r["detail"]) for r in refused] == [
+        ("viewer", "missing or wrong CSRF token")
+    ] * 3
     assert client.get("/api/projects").json() == [{"name": "alpha", "title": "", "role": "viewer"}]
     created = client.post("/api/projects", json=body, headers={CSRF_HEADER: csrf})
     assert created.status_code == 201

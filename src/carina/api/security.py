@@ -73,24 +73,37 @@ def current_principal(
     """The authenticated caller, ``None`` when anonymous; a bad credential is a 401, a cookie
     request that changes state without a matching CSRF header a 403."""
     store = get_auth(request)
+
+    def refuse(status: int, detail: str, principal: Principal | None = None) -> HTTPException:
+        get_audit(request).record(
+            action="auth.credentials",
+            outcome=DENIED,
+            user_id=principal.user_id if principal else None,
+            user_name=principal.name if principal else "",
+            resource=f"{request.method} {request.url.path}",
+            client_ip=client_ip(request),
+            detail=detail,
+        )
+        return _unauthorized(detail) if status == 401 else HTTPException(status, detail)
+
     if request.headers.get("authorization"):
         if bearer is None:
-            raise _unauthorized("malformed Authorization header")
+            raise refuse(401, "malformed Authorization header")
         principal = store.principal_for_token(bearer.credentials, BEARER_KINDS)
         if principal is None:
-            raise _unauthorized("invalid or expired token")
+            raise refuse(401, "invalid or expired token")
         return principal
     if session is None:
         return None
     principal = store.principal_for_token(session, ("session",))
     if principal is None:
-        raise _unauthorized("invalid or expired session")
+        raise refuse(401, "invalid or expired session")
     if request.method not in SAFE_METHODS:
-        header = request.headers.get(CSRF_HEADER, "")
-        cookie = request.cookies.get(CSRF_COOKIE, "")
-        expected = csrf_token(request.app.state.secret, session)
+        header = request.headers.get(CSRF_HEADER, "").encode()
+        cookie = request.cookies.get(CSRF_COOKIE, "").encode()
+        expected = csrf_token(request.app.state.secret, session).encode()
         if not (hmac.compare_digest(header, cookie) and hmac.compare_digest(header, expected)):
-            raise HTTPException(403, "missing or wrong CSRF token")
+            raise refuse(403, "missing or wrong CSRF token", principal)
     return principal
 
 
