@@ -62,6 +62,16 @@ def test_user_add_with_stdin_and_generated_passwords(tmp_path: Path) -> None:
     assert "users.create" not in since.output
 
 
+def test_serve_refuses_a_placeholder_secret(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["serve", "--data-dir", str(tmp_path / "data"), "--no-dimse"],
+        env={"CARINA_SECRET_KEY": "changethis"},
+    )
+    assert result.exit_code == 1
+    assert "placeholder" in result.output
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     port = free_port()

@@ -75,6 +75,12 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         opened = archive or open_archive(settings)
         app.state.archive = opened
         app.state.auth, app.state.audit = auth_services(opened.engine, secret)
+        if not app.state.auth.users():
+            log.warning(
+                "no users yet: create the first administrator with "
+                "`carina user add NAME --admin --data-dir %s`",
+                settings.data_dir,
+            )
         dimse: DimseServer | None = None
         if settings.dicom_port is not None:
             dimse = DimseServer(opened, settings.ae_title, settings.host, settings.dicom_port)

@@ -9,6 +9,8 @@ from typing import Any
 import typer
 import uvicorn
 
+from carina.core.errors import ConfigurationError
+from carina.services.auth import server_secret
 from carina.services.settings import Settings
 
 APP_FACTORY = "carina.api.app:create_app_from_env"
@@ -44,6 +46,11 @@ def serve_command(
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if no_dimse:
         settings.dicom_port = None
+    try:
+        server_secret(settings)  # refuse a weak secret before anything listens
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     # uvicorn imports the application by name; the settings travel in the environment.
     os.environ.update(settings.to_env())
     tls: dict[str, Any] = {}
