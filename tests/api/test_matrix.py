@@ -254,3 +254,20 @@ def test_denied_responses_do_not_tell_foreign_from_missing(site: Site) -> None:
     a = site.client.get("/projects/beta/dicom-web/studies", headers=headers)
     b = site.client.get("/projects/nosuch/dicom-web/studies", headers=headers)
     assert (a.status_code, a.json()) == (b.status_code, b.json())
+
+
+def test_own_study_with_foreign_series_or_instance_is_not_found(site: Site) -> None:
+    headers = site.headers("viewer")
+    own, foreign = site.studies["alpha"], site.studies["beta"]
+    base = f"/projects/alpha/dicom-web/studies/{own.study}"
+    for path in (
+        f"{base}/series/{foreign.series}",
+        f"{base}/series/{foreign.series}/metadata",
+        f"{base}/series/{foreign.series}/instances/{foreign.sop}",
+        f"{base}/series/{own.series}/instances/{foreign.sop}",
+        f"{base}/series/{foreign.series}/instances/{foreign.sop}/frames/1",
+        f"{base}/series/{foreign.series}/instances/{foreign.sop}/rendered",
+    ):
+        assert site.client.get(path, headers=headers).status_code == 404, path
+    qido = site.client.get(f"{base}/series/{foreign.series}/instances", headers=headers)
+    assert qido.json() == []
