@@ -50,6 +50,15 @@ def test_user_add_with_stdin_and_generated_passwords(tmp_path: Path) -> None:
     assert "bob" in listed.output
     assert "eve" not in listed.output
 
+    reset = runner.invoke(
+        cli,
+        ["user", "set-password", "bob", "--password-stdin", "--data-dir", data],
+        input="a-reset-password\n",
+    )
+    assert reset.exit_code == 0, reset.output
+    missing = runner.invoke(cli, ["user", "set-password", "nobody", "--data-dir", data])
+    assert missing.exit_code == 1
+
     exported = tmp_path / "audit.csv"
     audit = runner.invoke(cli, ["audit", "--data-dir", data, "--csv", str(exported)])
     assert audit.exit_code == 0, audit.output
@@ -57,6 +66,7 @@ def test_user_add_with_stdin_and_generated_passwords(tmp_path: Path) -> None:
     assert [(r["action"], r["resource"]) for r in rows] == [
         ("users.create", "user root"),
         ("users.create", "user bob"),
+        ("users.password", "user bob"),
     ]
     since = runner.invoke(cli, ["audit", "--data-dir", data, "--since", "2999-01-01"])
     assert "users.create" not in since.output

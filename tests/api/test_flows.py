@@ -403,3 +403,24 @@ def test_deactivated_users_lose_access_at_once(fresh_site: Site) -> None:
     last = site.client.patch("/api/users/admin", json={"is_admin": False}, headers=admin)
     assert last.status_code == 409
     assert _audit(site, action="users.update")[-1]["detail"] == "active=False admin=False"
+
+
+def test_changing_the_password_revokes_tokens(fresh_site: Site) -> None:
+    site = fresh_site
+    headers = site.headers("viewer")
+    other = site.headers("viewer")
+    wrong = {"current_password": "not-the-password", "new_password": "a-brand-new-password"}
+    assert (
+        site.client.post("/api/users/me/password", json=wrong, headers=headers).status_code == 403
+    )
+    change = {"current_password": PASSWORD, "new_password": "a-brand-new-password"}
+    done = site.client.post("/api/users/me/password", json=change, headers=headers)
+    assert done.status_code == 204
+    assert site.client.get("/api/users/me", headers=other).status_code == 401
+    old = site.client.post("/api/auth/token", data={"username": "viewer", "password": PASSWORD})
+    assert old.status_code == 401
+    new = site.client.post(
+        "/api/auth/token", data={"username": "viewer", "password": "a-brand-new-password"}
+    )
+    assert new.status_code == 200
+    assert _audit(site, action="users.password")[-1]["user_name"] == "viewer"

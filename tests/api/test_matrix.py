@@ -61,6 +61,7 @@ _DICOMWEB: dict[tuple[str, str], str] = {
 ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/logout"): "self.manage",
     ("GET", "/api/users/me"): "self.read",
+    ("POST", "/api/users/me/password"): "self.manage",
     ("GET", "/api/users"): "users.manage",
     ("POST", "/api/users"): "users.manage",
     ("PATCH", "/api/users/{user}"): "users.manage",

@@ -83,6 +83,11 @@ class UserCreate(BaseModel):
     is_admin: bool = False
 
 
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(min_length=12, max_length=1024)
+
+
 class UserUpdate(BaseModel):
     is_active: bool | None = None
     is_admin: bool | None = None
@@ -273,6 +278,23 @@ def me(store: AuthDep, access: Annotated[Access, _access(Action.READ_SELF)]) -> 
     """The signed-in user and their project roles."""
     user = _user_out(access.principal, store)
     return Me(**user.model_dump(), projects=access.principal.roles)
+
+
+@router.post("/users/me/password", tags=["users"], status_code=204)
+def change_password(
+    request: Request,
+    body: PasswordChange,
+    response: Response,
+    store: AuthDep,
+    access: Annotated[Access, _access(Action.MANAGE_SELF)],
+) -> None:
+    """Change one's own password; every token and session of the user is revoked."""
+    if store.authenticate(access.principal.name, body.current_password) is None:
+        raise HTTPException(403, "wrong current password")
+    store.set_password(access.principal.name, body.new_password)
+    _record(request, access, "users.password", f"user {access.principal.name}")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(CSRF_COOKIE, path="/")
 
 
 @router.get("/users", tags=["users"])

@@ -157,6 +157,25 @@ class AuthStore:
                 raise NotFoundError(f"no user {name!r}")
             return _user_info(user)
 
+    def set_password(self, name: str, password: str, *, revoke_tokens: bool = True) -> None:
+        """Set the password of ``name``; by default every token and session of the user is
+        revoked, so a stolen credential does not outlive the change."""
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ConfigurationError(f"passwords have at least {MIN_PASSWORD_LENGTH} characters")
+        with self.session() as session:
+            user = session.scalar(select(User).where(User.name == name))
+            if user is None:
+                raise NotFoundError(f"no user {name!r}")
+            user.password_hash = hash_password(password)
+            if revoke_tokens:
+                for token in session.scalars(
+                    select(AuthToken).where(
+                        AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None)
+                    )
+                ):
+                    token.revoked_at = now()
+            session.commit()
+
     def update_user(
         self, name: str, *, is_active: bool | None = None, is_admin: bool | None = None
     ) -> UserInfo:

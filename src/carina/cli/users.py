@@ -75,6 +75,35 @@ def user_add(
         console.print(f"password (shown once): {password}", highlight=False)
 
 
+@user_app.command("set-password")
+def user_set_password(
+    name: str = typer.Argument(..., help="User name."),
+    data_dir: Path = DataDir,
+    database_url: str | None = DatabaseUrl,
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input."
+    ),
+) -> None:
+    """Reset a password (revokes the user's tokens). Without --password-stdin a random password is
+    generated and printed once."""
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else secrets.token_urlsafe(18)
+    try:
+        with open_directory(_settings(data_dir, database_url)) as directory:
+            directory.store.set_password(name, password)
+            directory.audit.record(
+                action="users.password",
+                outcome="allowed",
+                user_name="(cli)",
+                resource=f"user {name}",
+                client_ip="local",
+            )
+    except CarinaError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"password of {name} set; their tokens are revoked")
+    if not password_stdin:
+        console.print(f"password (shown once): {password}", highlight=False)
+
+
 @user_app.command("list")
 def user_list(data_dir: Path = DataDir, database_url: str | None = DatabaseUrl) -> None:
     """List the users of a data directory."""
