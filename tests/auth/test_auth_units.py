@@ -97,6 +97,17 @@ def test_login_limiter_counts_per_user_and_address() -> None:
     assert not limiter.blocked("alice", "10.0.0.1")
 
 
+def test_login_limiter_forgets_expired_keys() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(3, 60, clock=lambda: now[0], max_keys=10)
+    for number in range(10):
+        limiter.failed(f"user{number}", "10.0.0.1")
+    assert len(limiter) == 10
+    now[0] = 61
+    limiter.failed("another", "10.0.0.1")
+    assert len(limiter) == 1
+
+
 def test_tokens_expire_and_are_revoked(tmp_path: Path) -> None:
     with open_directory(Settings(data_dir=tmp_path)) as directory:
         store, _ = auth_services(directory.engine, "Jq8v2LrX0pWz7cT4nB6mK1sD9fH3gY5a")

@@ -20,9 +20,11 @@ class LoginLimiter:
         max_failures: int = 5,
         window_s: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 100_000,
     ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
+        self.max_keys = max_keys
         self._clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
         self._lock = threading.Lock()
@@ -40,9 +42,17 @@ class LoginLimiter:
             return len(self._recent((user.lower(), client))) >= self.max_failures
 
     def failed(self, user: str, client: str) -> None:
-        """Count one failed login."""
+        """Count one failed login (keys whose failures have all expired are dropped when there
+        are more than ``max_keys``, so random user names cannot fill the memory)."""
         with self._lock:
+            if len(self._failures) >= self.max_keys:
+                for key in list(self._failures):
+                    if not self._recent(key):
+                        del self._failures[key]
             self._recent((user.lower(), client)).append(self._clock())
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
     def succeeded(self, user: str, client: str) -> None:
         """Forget the failures of ``user`` from ``client``."""
