@@ -6,6 +6,7 @@ route bodies (without one they would all stop at 401).
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from tests.dicom_factory import ct_instance
 from .conftest import make_settings
 
 _DATA = Path(tempfile.mkdtemp(prefix="carina-fuzz-"))
+atexit.register(shutil.rmtree, _DATA, True)
 APP = create_app(make_settings(_DATA / "data"))
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", APP)
 
@@ -40,7 +42,6 @@ def admin() -> Iterator[dict[str, str]]:
         ).json()["access_token"]
         assert user.is_admin
         yield {"Authorization": f"Bearer {token}"}
-    shutil.rmtree(_DATA, ignore_errors=True)
 
 
 @schema.parametrize()
