@@ -3,8 +3,9 @@
 set -euo pipefail
 # package:command-that-proves-it-is-there
 needed=(
-  "tesseract-ocr:tesseract"
-  "dicom3tools:dciodvfy"
+  "tesseract-ocr:/usr/bin/tesseract"
+  "dicom3tools:/usr/bin/dciodvfy"
+  "dcmtk:/usr/bin/storescu"
 )
 missing=()
 for item in "${needed[@]}"; do

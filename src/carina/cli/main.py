@@ -7,6 +7,9 @@ from rich.console import Console
 
 from carina import __version__
 from carina.cli import deid, export, images, measure, render
+from carina.cli.archive import import_command
+from carina.cli.serve import serve_command
+from carina.cli.users import audit_command, login_command, project_app, user_app
 
 app = typer.Typer(
     name="carina",
@@ -39,3 +42,9 @@ app.command("quant")(measure.quant_command)
 app.command("render")(render.render_command)
 app.command("deid")(deid.deid_command)
 app.add_typer(export.app, name="export")
+app.command("import")(import_command)
+app.command("serve")(serve_command)
+app.command("audit")(audit_command)
+app.command("login")(login_command)
+app.add_typer(user_app, name="user")
+app.add_typer(project_app, name="project")

@@ -101,3 +101,24 @@ class ModelError(CarinaError):
 
 class JobError(CarinaError):
     """A job could not be submitted, run or controlled."""
+
+
+class StorageError(CarinaError):
+    """The archive could not write or read its files or its catalog."""
+
+
+class InstanceRejected(CarinaError):  # noqa: N818 - reads as the outcome it reports
+    """A DICOM instance was refused at ingest (unreadable, or missing what the archive needs)."""
+
+    def __init__(self, reason: str, sop_instance_uid: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sop_instance_uid = sop_instance_uid
+
+
+class ConflictError(CarinaError):
+    """The object already exists with different content."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key

@@ -1,1 +1,2 @@
-"""Use cases that combine the layers below (inspect and convert images, ingest, ...)."""
+"""Use cases shared by the HTTP API and the command line: images, measurement, export, archive,
+authentication."""

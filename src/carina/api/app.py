@@ -1,0 +1,132 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from carina import __version__
+from carina.api.dicomweb import dicomweb_router
+from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from carina.api.rest import router as rest_router
+from carina.archive import Archive
+from carina.archive.dimse import DimseServer
+from carina.archive.query import QueryError
+from carina.auth import LoginLimiter
+from carina.core.errors import (
+    CarinaError,
+    ConfigurationError,
+    ConflictError,
+    DicomDecodeError,
+    InstanceRejected,
+    NoPixelDataError,
+    NotFoundError,
+    PermissionDeniedError,
+    StorageError,
+)
+from carina.services.archive import open_archive
+from carina.services.auth import auth_services, server_secret
+from carina.services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[CarinaError], int]] = [
+    (NotFoundError, 404),
+    (PermissionDeniedError, 403),
+    (ConflictError, 409),
+    (InstanceRejected, 400),
+    (QueryError, 400),
+    (NoPixelDataError, 400),
+    (DicomDecodeError, 422),
+    (StorageError, 503),
+    (ConfigurationError, 400),
+]
+
+
+def _status_of(exc: CarinaError) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def operation_id(route: APIRoute) -> str:
+    """The OpenAPI operation id of a route: its name, which is unique and stable."""
+    return route.name
+
+
+def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
+    """The Carina HTTP application.
+
+    The server secret is checked (or generated) here, so a bad one stops the start. The archive
+    under ``settings.data_dir`` is opened at start-up (migrations, consistency check) unless one
+    is given; a DIMSE service starts on ``settings.dicom_port`` unless it is ``None``.
+    """
+    settings = settings or Settings()
+    secret = server_secret(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        opened = archive or open_archive(settings)
+        app.state.archive = opened
+        app.state.auth, app.state.audit = auth_services(opened.engine, secret)
+        if not app.state.auth.users():
+            log.warning(
+                "no users yet: create the first administrator with "
+                "`carina user add NAME --admin --data-dir %s`",
+                settings.data_dir,
+            )
+        dimse: DimseServer | None = None
+        if settings.dicom_port is not None:
+            dimse = DimseServer(opened, settings.ae_title, settings.host, settings.dicom_port)
+            dimse.start()
+        app.state.dimse = dimse
+        try:
+            yield
+        finally:
+            if dimse is not None:
+                dimse.stop()
+            if archive is None:
+                opened.close()
+
+    app = FastAPI(
+        title="Carina",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
+    )
+    app.state.settings = settings
+    app.state.secret = secret
+    app.state.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+    )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls)
+
+    @app.exception_handler(CarinaError)
+    async def carina_error(_request: Request, exc: CarinaError) -> JSONResponse:
+        status = _status_of(exc)
+        if status >= 500:
+            log.error("request failed: %s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    app.include_router(rest_router, prefix="/api")
+    app.include_router(dicomweb_router(project_scoped=False), prefix="/dicom-web")
+    app.include_router(dicomweb_router(project_scoped=True), prefix="/projects/{project}/dicom-web")
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The application configured from ``CARINA_*`` environment variables (uvicorn factory)."""
+    return create_app(Settings())

@@ -1,0 +1,105 @@
+"""Frames and rendered images of stored instances, decoded with pydicom."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import pydicom
+from numpy.typing import NDArray
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.pixels.processing import apply_modality_lut
+from pydicom.pixels.utils import pixel_array
+
+from carina.core.errors import DicomDecodeError, NoPixelDataError, NotFoundError
+
+
+def read_dataset(data: bytes) -> Dataset:
+    """The dataset of stored Part 10 bytes."""
+    return pydicom.dcmread(io.BytesIO(data))
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of frames of an instance with pixel data."""
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise NoPixelDataError("the instance has no pixel data")
+    return int(ds.get("NumberOfFrames") or 1)
+
+
+def decode_frame(ds: Dataset, number: int) -> NDArray[Any]:
+    """Frame ``number`` (1-based) decoded by pydicom, colour as RGB."""
+    count = frame_count(ds)
+    if not 1 <= number <= count:
+        raise NotFoundError(f"frame {number} does not exist (the instance has {count})")
+    try:
+        return pixel_array(ds, index=number - 1)
+    except Exception as exc:  # decoders raise many types
+        raise DicomDecodeError(f"cannot decode frame {number}: {exc}") from exc
+
+
+def frame_bytes(ds: Dataset, number: int) -> bytes:
+    """Frame ``number`` as uncompressed little-endian pixel values (PS3.18 octet-stream)."""
+    array = decode_frame(ds, number)
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def _first(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, pydicom.multival.MultiValue):
+        value = value[0]
+    return float(value)
+
+
+def _to_uint8(frame: NDArray[Any], ds: Dataset, window: tuple[float, float] | None) -> NDArray[Any]:
+    values = np.asarray(apply_modality_lut(frame, ds), dtype=np.float64)
+    if window is None:
+        center, width = _first(ds.get("WindowCenter")), _first(ds.get("WindowWidth"))
+        if center is not None and width is not None and width >= 1:
+            window = (center, width)
+    if window is None:
+        low, high = float(values.min()), float(values.max())
+        window = ((low + high) / 2, max(high - low, 1.0))
+    center, width = window
+    if width < 1:
+        raise ValueError("window width must be at least 1")
+    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0
+    out = np.clip(scaled, 0, 255).astype(np.uint8)
+    if ds.get("PhotometricInterpretation") == "MONOCHROME1":
+        out = 255 - out
+    return out
+
+
+def render(
+    ds: Dataset,
+    number: int = 1,
+    *,
+    window: tuple[float, float] | None = None,
+    viewport: tuple[int, int] | None = None,
+    media_type: str = "image/png",
+    quality: int = 90,
+) -> bytes:
+    """Frame ``number`` rendered as PNG or JPEG, with a window (center, width) for grayscale.
+
+    Without ``window`` the instance's first WindowCenter/WindowWidth is used, else the value range.
+    ``viewport`` (columns, rows) scales the image down to fit, keeping its aspect ratio.
+    """
+    frame = decode_frame(ds, number)
+    if int(ds.get("SamplesPerPixel") or 1) == 1:
+        image = Image.fromarray(_to_uint8(frame, ds, window), mode="L")
+    else:
+        rgb = frame
+        if rgb.dtype != np.uint8:
+            top = float(rgb.max()) or 1.0
+            rgb = np.clip(rgb.astype(np.float64) / top * 255.0, 0, 255).astype(np.uint8)
+        image = Image.fromarray(np.ascontiguousarray(rgb), mode="RGB")
+    if viewport is not None:
+        image.thumbnail(viewport)
+    buffer = io.BytesIO()
+    if media_type == "image/jpeg":
+        image.save(buffer, format="JPEG", quality=quality)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,182 @@
+"""Python SDK of the Carina REST API (httpx).
+
+>>> client = CarinaClient.login("https://carina.example.org", "alice", password)
+>>> client.create_project("lung-screening")
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+
+class CarinaAPIError(Exception):
+    """The server answered with an error status."""
+
+    def __init__(self, status_code: int, detail: str) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
+
+
+class CarinaClient:
+    """A client of one Carina server, authenticated with a bearer token."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport, verify=verify
+        )
+
+    @classmethod
+    def login(
+        cls,
+        url: str,
+        username: str,
+        password: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
+    ) -> CarinaClient:
+        """A client holding an access token obtained with the OAuth2 password flow."""
+        with httpx.Client(base_url=url.rstrip("/"), transport=transport, verify=verify) as http:
+            response = http.post(
+                "/api/auth/token", data={"username": username, "password": password}
+            )
+            token = _json(response)["access_token"]
+        return cls(url, token, transport=transport, verify=verify)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> CarinaClient:
+        return self
+
+    def __exit__(
+        self,
+        _type: type[BaseException] | None,
+        _value: BaseException | None,
+        _tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request to ``path`` and return its decoded JSON (``None`` when empty)."""
+        return _json(self._http.request(method, path, **kwargs))
+
+    # -- users and tokens -------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        """The signed-in user and their project roles."""
+        result: dict[str, Any] = self.request("GET", "/api/users/me")
+        return result
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user (administrators)."""
+        result: list[dict[str, Any]] = self.request("GET", "/api/users")
+        return result
+
+    def create_user(self, name: str, password: str, *, admin: bool = False) -> dict[str, Any]:
+        """Create a user (administrators)."""
+        body = {"name": name, "password": password, "is_admin": admin}
+        result: dict[str, Any] = self.request("POST", "/api/users", json=body)
+        return result
+
+    def create_token(self, name: str, expires_in_days: int | None = 90) -> dict[str, Any]:
+        """A personal token; its value (``token``) is returned only here."""
+        body = {"name": name, "expires_in_days": expires_in_days}
+        result: dict[str, Any] = self.request("POST", "/api/tokens", json=body)
+        return result
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """The caller's personal tokens."""
+        result: list[dict[str, Any]] = self.request("GET", "/api/tokens")
+        return result
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke a personal token."""
+        self.request("DELETE", f"/api/tokens/{token_id}")
+
+    def logout(self) -> None:
+        """Revoke the token this client uses."""
+        self.request("POST", "/api/auth/logout")
+
+    # -- projects ---------------------------------------------------------------------------
+
+    def projects(self) -> list[dict[str, Any]]:
+        """The caller's projects."""
+        result: list[dict[str, Any]] = self.request("GET", "/api/projects")
+        return result
+
+    def create_project(self, name: str, title: str = "") -> dict[str, Any]:
+        """Create a project owned by the caller."""
+        result: dict[str, Any] = self.request(
+            "POST", "/api/projects", json={"name": name, "title": title}
+        )
+        return result
+
+    def members(self, project: str) -> list[dict[str, Any]]:
+        """The members of a project."""
+        result: list[dict[str, Any]] = self.request("GET", f"/api/projects/{project}/members")
+        return result
+
+    def set_member(self, project: str, user: str, role: str) -> dict[str, Any]:
+        """Add a member to a project or change their role."""
+        result: dict[str, Any] = self.request(
+            "PUT", f"/api/projects/{project}/members/{user}", json={"role": role}
+        )
+        return result
+
+    def remove_member(self, project: str, user: str) -> None:
+        """Remove a member from a project."""
+        self.request("DELETE", f"/api/projects/{project}/members/{user}")
+
+    def studies(self, project: str) -> list[str]:
+        """The StudyInstanceUIDs of a project."""
+        result: list[str] = self.request("GET", f"/api/projects/{project}/studies")["study_uids"]
+        return result
+
+    def add_studies(self, project: str, study_uids: list[str]) -> list[str]:
+        """Add stored studies to a project; returns those newly added."""
+        result: list[str] = self.request(
+            "POST", f"/api/projects/{project}/studies", json={"study_uids": study_uids}
+        )["study_uids"]
+        return result
+
+    def remove_study(self, project: str, study_uid: str) -> None:
+        """Take a study out of a project."""
+        self.request("DELETE", f"/api/projects/{project}/studies/{study_uid}")
+
+    def dicomweb_url(self, project: str | None = None) -> str:
+        """The DICOMweb root of a project (or of the whole archive, for administrators)."""
+        return f"{self.url}/projects/{project}/dicom-web" if project else f"{self.url}/dicom-web"
+
+    def audit(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit rows (administrators); filters: since, user, action, project, outcome, limit."""
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: list[dict[str, Any]] = self.request("GET", "/api/audit", params=params)
+        return result
+
+
+def _json(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        try:
+            detail = str(response.json().get("detail", response.text))
+        except ValueError:
+            detail = response.text
+        raise CarinaAPIError(response.status_code, detail)
+    if not response.content:
+        return None
+    return response.json()

@@ -1,0 +1,33 @@
+"""Persistence: SQLAlchemy models (catalog, users, projects, audit), engines, migrations."""
+
+from carina.db.engine import create_db_engine, sqlite_url, upgrade_database
+from carina.db.models import (
+    AuditEvent,
+    AuthToken,
+    Base,
+    Instance,
+    Patient,
+    Project,
+    ProjectMember,
+    ProjectStudy,
+    Series,
+    Study,
+    User,
+)
+
+__all__ = [
+    "AuditEvent",
+    "AuthToken",
+    "Base",
+    "Instance",
+    "Patient",
+    "Project",
+    "ProjectMember",
+    "ProjectStudy",
+    "Series",
+    "Study",
+    "User",
+    "create_db_engine",
+    "sqlite_url",
+    "upgrade_database",
+]

@@ -1,0 +1,1 @@
+"""Alembic migrations of the Carina database, shipped with the package."""

@@ -1,0 +1,79 @@
+"""Settings of a Carina server, from arguments or ``CARINA_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server settings; every field can be set as ``CARINA_<FIELD>`` (e.g. ``CARINA_DATA_DIR``).
+
+    ``database_url`` defaults to SQLite at ``data_dir/catalog.sqlite``. ``dicom_port`` ``None``
+    (``CARINA_DICOM_PORT=none``) disables the DIMSE service; ``0`` picks a free port.
+    ``public_url`` is the address clients reach the server at (used in RetrieveURL and
+    BulkDataURI); by default it comes from each request's Host header.
+
+    ``secret_key`` keys token digests and CSRF tokens; when unset, a random one is generated at
+    first start in ``data_dir/secret_key`` (mode 0600). A short or placeholder secret is refused.
+    ``ssl_certfile``/``ssl_keyfile`` make ``carina serve`` speak HTTPS; ``https`` says clients reach
+    the server over HTTPS anyway (a TLS-terminating reverse proxy): both turn on HSTS and secure
+    cookies. ``max_body_bytes`` limits request bodies, ``max_upload_bytes`` those of STOW-RS.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARINA_", extra="ignore", env_parse_none_str="none"
+    )
+
+    data_dir: Path = Path("data")
+    database_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    dicom_port: int | None = 11112
+    ae_title: str = "CARINA"
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    https: bool = False
+    access_token_ttl_s: int = 3600
+    session_ttl_s: int = 8 * 3600
+    max_body_bytes: int = 1024 * 1024
+    max_upload_bytes: int = 2 * 1024**3
+    login_max_failures: int = 5
+    login_window_s: int = 300
+
+    @property
+    def tls(self) -> bool:
+        """Whether clients reach the server over HTTPS (own certificate or a proxy)."""
+        return self.https or self.ssl_certfile is not None
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``CARINA_*`` environment variables."""
+        env = {
+            "CARINA_DATA_DIR": str(self.data_dir),
+            "CARINA_HOST": self.host,
+            "CARINA_PORT": str(self.port),
+            "CARINA_DICOM_PORT": "none" if self.dicom_port is None else str(self.dicom_port),
+            "CARINA_AE_TITLE": self.ae_title,
+            "CARINA_HTTPS": str(self.https).lower(),
+            "CARINA_ACCESS_TOKEN_TTL_S": str(self.access_token_ttl_s),
+            "CARINA_SESSION_TTL_S": str(self.session_ttl_s),
+            "CARINA_MAX_BODY_BYTES": str(self.max_body_bytes),
+            "CARINA_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
+            "CARINA_LOGIN_MAX_FAILURES": str(self.login_max_failures),
+            "CARINA_LOGIN_WINDOW_S": str(self.login_window_s),
+        }
+        if self.secret_key is not None:
+            env["CARINA_SECRET_KEY"] = self.secret_key.get_secret_value()
+        if self.ssl_certfile is not None:
+            env["CARINA_SSL_CERTFILE"] = str(self.ssl_certfile)
+        if self.ssl_keyfile is not None:
+            env["CARINA_SSL_KEYFILE"] = str(self.ssl_keyfile)
+        if self.database_url is not None:
+            env["CARINA_DATABASE_URL"] = self.database_url
+        if self.public_url is not None:
+            env["CARINA_PUBLIC_URL"] = self.public_url
+        return env

@@ -1,0 +1,274 @@
+"""The permission matrix: every route x every role x own/foreign project, from the tables below.
+
+``EXPECTED_GRANTS`` restates the policy table (and is checked against it); ``ROUTE_ACTIONS`` names
+the action every non-public route must declare. A route missing from it, or one that declares no
+access dependency and is not public, fails.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi.routing import iter_route_contexts
+
+from carina.api.security import PUBLIC_ROUTES, declared_action
+from carina.auth import Role
+from carina.auth.policy import GRANTS, SITE_ACTIONS
+
+from .conftest import Site
+
+ALL = {"owner", "manager", "annotator", "reviewer", "viewer"}
+EXPECTED_GRANTS: dict[str, set[str]] = {
+    "project.read": ALL,
+    "study.read": ALL,
+    "study.store": {"owner", "manager", "annotator"},
+    "project.studies.manage": {"owner", "manager"},
+    "project.members.manage": {"owner", "manager"},
+    "project.owner.assign": {"owner"},
+}
+EXPECTED_SITE_ACTIONS = {"self.read", "self.manage", "project.create", "project.list"}
+
+_WADO = [
+    "/studies/{study}",
+    "/studies/{study}/series/{series}",
+    "/studies/{study}/series/{series}/instances/{sop}",
+    "/studies/{study}/metadata",
+    "/studies/{study}/series/{series}/metadata",
+    "/studies/{study}/series/{series}/instances/{sop}/metadata",
+    "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
+    "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}",
+    "/studies/{study}/series/{series}/instances/{sop}/rendered",
+    "/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
+    "/studies/{study}/thumbnail",
+    "/studies/{study}/series/{series}/thumbnail",
+    "/studies/{study}/series/{series}/instances/{sop}/thumbnail",
+]
+_QIDO = [
+    "/studies",
+    "/series",
+    "/instances",
+    "/studies/{study}/series",
+    "/studies/{study}/instances",
+    "/studies/{study}/series/{series}/instances",
+]
+_DICOMWEB: dict[tuple[str, str], str] = {
+    **{("GET", p): "study.read" for p in _WADO + _QIDO},
+    ("POST", "/studies"): "study.store",
+    ("POST", "/studies/{study}"): "study.store",
+}
+ROUTE_ACTIONS: dict[tuple[str, str], str] = {
+    ("POST", "/api/auth/logout"): "self.manage",
+    ("GET", "/api/users/me"): "self.read",
+    ("POST", "/api/users/me/password"): "self.manage",
+    ("GET", "/api/users"): "users.manage",
+    ("POST", "/api/users"): "users.manage",
+    ("PATCH", "/api/users/{user}"): "users.manage",
+    ("GET", "/api/tokens"): "self.read",
+    ("POST", "/api/tokens"): "self.manage",
+    ("DELETE", "/api/tokens/{token_id}"): "self.manage",
+    ("GET", "/api/projects"): "project.list",
+    ("POST", "/api/projects"): "project.create",
+    ("GET", "/api/projects/{project}"): "project.read",
+    ("GET", "/api/projects/{project}/members"): "project.read",
+    ("PUT", "/api/projects/{project}/members/{user}"): "project.members.manage",
+    ("DELETE", "/api/projects/{project}/members/{user}"): "project.members.manage",
+    ("GET", "/api/projects/{project}/studies"): "study.read",
+    ("POST", "/api/projects/{project}/studies"): "project.studies.manage",
+    ("DELETE", "/api/projects/{project}/studies/{study}"): "project.studies.manage",
+    ("GET", "/api/audit"): "audit.read",
+    **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
+    **{(m, "/projects/{project}/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
+}
+EXPECTED_PUBLIC = {
+    ("GET", "/api/openapi.json"),
+    ("GET", "/api/docs"),
+    ("GET", "/api/docs/oauth2-redirect"),
+    ("GET", "/api/health"),
+    ("POST", "/api/auth/token"),
+    ("POST", "/api/auth/login"),
+}
+CALLERS = ("admin", "owner", "manager", "annotator", "reviewer", "viewer", "outsider", None)
+
+
+def _declared(route: Any) -> set[str]:
+    actions: set[str] = set()
+    if not hasattr(route, "dependant"):
+        return actions
+    stack = [route.dependant]
+    while stack:
+        dependant = stack.pop()
+        action = declared_action(dependant.call)
+        if action is not None:
+            actions.add(action.value)
+        stack.extend(dependant.dependencies)
+    return actions
+
+
+def _routes(site: Site) -> list[tuple[str, str, Any]]:
+    """(method, path, route) of every route the application serves."""
+    found = []
+    for context in iter_route_contexts(site.app.routes):
+        route = context._effective_route
+        for method in sorted(getattr(route, "methods", None) or {"GET"}):
+            if method != "HEAD":
+                found.append((method, str(context.path), route))
+    return found
+
+
+def test_policy_table_is_the_documented_one() -> None:
+    assert {a.value: {r.value for r in roles} for a, roles in GRANTS.items()} == EXPECTED_GRANTS
+    assert {a.value for a in SITE_ACTIONS} == EXPECTED_SITE_ACTIONS
+    assert {r.value for r in Role} == ALL
+
+
+def test_every_route_declares_its_access(site: Site) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    undeclared = []
+    for method, path, route in _routes(site):
+        key = (method, path)
+        declared = _declared(route)
+        if key in PUBLIC_ROUTES:
+            assert not declared, key
+            continue
+        if len(declared) != 1:
+            undeclared.append(key)
+            continue
+        seen[key] = declared.pop()
+    assert undeclared == [], "routes without a declared permission"
+    assert seen == ROUTE_ACTIONS
+    assert set(PUBLIC_ROUTES) == EXPECTED_PUBLIC
+
+
+def test_openapi_lists_every_route_with_stable_unique_operation_ids(site: Site) -> None:
+    spec = site.client.get("/api/openapi.json").json()
+    operations = [
+        (method.upper(), path, op["operationId"])
+        for path, item in spec["paths"].items()
+        for method, op in item.items()
+    ]
+    ids = [op for _, _, op in operations]
+    assert len(ids) == len(set(ids))
+    documented = {(m, p) for m, p, _ in operations}
+    assert documented == set(ROUTE_ACTIONS) | {
+        k for k in EXPECTED_PUBLIC if "/docs" not in k[1] and "openapi" not in k[1]
+    }
+    names = {(m, p): op for m, p, op in operations}
+    assert names[("POST", "/api/auth/token")] == "issue_token"
+    assert names[("GET", "/projects/{project}/dicom-web/studies")] == "project_search_studies"
+    assert names[("GET", "/dicom-web/studies")] == "site_search_studies"
+    secured = spec["paths"]["/api/users/me"]["get"]["security"]
+    assert {"HTTPBearer": []} in secured
+
+
+def _expected(caller: str | None, action: str, project: str | None) -> str:
+    """'ok', or the status code a denial must have."""
+    if caller is None:
+        return "401"
+    if caller == "admin":
+        return "ok"
+    if project is None:
+        return "ok" if action in EXPECTED_SITE_ACTIONS else "403"
+    role = {
+        "alpha": caller if caller in ALL else None,
+        "beta": "owner" if caller == "outsider" else None,
+    }[project]
+    if role is None:
+        return "404"
+    return "ok" if role in EXPECTED_GRANTS[action] else "403"
+
+
+def _url(site: Site, path: str, project: str | None, caller: str | None) -> str:
+    uids = site.studies[project or "alpha"]
+    token_id = "0"
+    if caller is not None:
+        principal = site.principals[caller]
+        token_id = str(site.store.issue_token(principal.user_id, "personal", None, "probe").id)
+    values = {
+        "project": project or "",
+        "study": uids.study,
+        "series": uids.series,
+        "sop": uids.sop,
+        "frames": "1",
+        "frame": "1",
+        "tag": "7FE00010",
+        "user": "target",
+        "token_id": token_id,
+    }
+    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+
+
+def _restore(site: Site, project: str | None) -> None:
+    for name in ("alpha", "beta"):
+        site.store.add_studies(name, [site.studies[name].study])
+        owner = site.principals["owner" if name == "alpha" else "outsider"]
+        site.store.set_member(owner, name, "target", Role.VIEWER)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(ROUTE_ACTIONS), ids=lambda v: str(v))
+def test_permission_matrix(site: Site, method: str, path: str) -> None:
+    action = ROUTE_ACTIONS[(method, path)]
+    projects: list[str | None] = ["alpha", "beta"] if "{project}" in path else [None]
+    problems: list[Any] = []
+    for project in projects:
+        for caller in CALLERS:
+            expected = _expected(caller, action, project)
+            url = _url(site, path, project, caller)
+            kwargs: dict[str, Any] = {"headers": site.headers(caller)}
+            if method in ("POST", "PUT", "PATCH"):
+                kwargs["json"] = {}
+            response = site.client.request(method, url, **kwargs)
+            status = response.status_code
+            if expected == "ok":
+                good = status < 500 and status not in (401, 403, 404)
+                good = good and (method != "GET" or status == 200)
+            else:
+                good = str(status) == expected
+            if not good:
+                problems.append((caller, project, expected, status, response.text[:80]))
+            _restore(site, project)
+    assert problems == []
+
+
+def test_denied_responses_do_not_tell_foreign_from_missing(site: Site) -> None:
+    headers = site.headers("viewer")
+    foreign = site.studies["beta"]
+    values = {
+        "study": foreign.study,
+        "series": foreign.series,
+        "sop": foreign.sop,
+        "frames": "1",
+        "frame": "1",
+        "tag": "7FE00010",
+    }
+    for path in _WADO:
+        real = "/projects/alpha/dicom-web" + path
+        guessed = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], real)
+        missing = guessed.replace(foreign.study, "1.2.3.999")
+        a = site.client.get(guessed, headers=headers)
+        b = site.client.get(missing, headers=headers)
+        assert (
+            (a.status_code, a.json()) == (b.status_code, b.json()) == (404, {"detail": "not found"})
+        )
+    # a project one is not a member of looks like one that does not exist
+    a = site.client.get("/projects/beta/dicom-web/studies", headers=headers)
+    b = site.client.get("/projects/nosuch/dicom-web/studies", headers=headers)
+    assert (a.status_code, a.json()) == (b.status_code, b.json())
+
+
+def test_own_study_with_foreign_series_or_instance_is_not_found(site: Site) -> None:
+    headers = site.headers("viewer")
+    own, foreign = site.studies["alpha"], site.studies["beta"]
+    base = f"/projects/alpha/dicom-web/studies/{own.study}"
+    for path in (
+        f"{base}/series/{foreign.series}",
+        f"{base}/series/{foreign.series}/metadata",
+        f"{base}/series/{foreign.series}/instances/{foreign.sop}",
+        f"{base}/series/{own.series}/instances/{foreign.sop}",
+        f"{base}/series/{foreign.series}/instances/{foreign.sop}/frames/1",
+        f"{base}/series/{foreign.series}/instances/{foreign.sop}/rendered",
+    ):
+        assert site.client.get(path, headers=headers).status_code == 404, path
+    qido = site.client.get(f"{base}/series/{foreign.series}/instances", headers=headers)
+    assert qido.json() == []
