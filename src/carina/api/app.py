@@ -62,7 +62,13 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         app.state.archive = opened
         dimse: DimseServer | None = None
         if settings.dicom_port is not None:
-            dimse = DimseServer(opened, settings.ae_title, settings.host, settings.dicom_port)
+            dimse = DimseServer(
+                opened,
+                settings.ae_title,
+                settings.host,
+                settings.dicom_port,
+                peers=settings.dicom_peers,
+            )
             dimse.start()
         app.state.dimse = dimse
         try:

@@ -6,7 +6,7 @@ import contextlib
 import enum
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from carina.archive.parse import ParsedInstance, parse_instance
+from carina.archive.query import Level, Query, build_statement
 from carina.archive.store import FileStore
 from carina.core.errors import ConflictError, InstanceRejected, NotFoundError, StorageError
 from carina.db import (
@@ -94,6 +95,20 @@ def _result(
         series_instance_uid=parsed.series_instance_uid,
         reason=reason,
         warnings=parsed.warnings,
+    )
+
+
+def _stored(instance: Instance, series_uid: str, study_uid: str) -> StoredInstance:
+    return StoredInstance(
+        sop_instance_uid=instance.sop_instance_uid,
+        sop_class_uid=instance.sop_class_uid,
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        transfer_syntax_uid=instance.transfer_syntax_uid,
+        path=instance.path,
+        size=instance.size,
+        sha256=instance.sha256,
+        number_of_frames=instance.number_of_frames,
     )
 
 
@@ -345,19 +360,16 @@ class Archive:
             rows = session.execute(query).all()
         if not rows:
             raise NotFoundError("no such study, series or instance")
+        return [_stored(inst, series, study) for inst, series, study in rows]
+
+    def find_instances(self, filters: Mapping[str, str]) -> list[StoredInstance]:
+        """Stored instances whose attributes match ``filters`` (keyword -> DICOM matching value)."""
+        statement = build_statement(Query(Level.IMAGE, filters))
+        with self.session() as session:
+            rows = session.execute(statement).all()
         return [
-            StoredInstance(
-                sop_instance_uid=inst.sop_instance_uid,
-                sop_class_uid=inst.sop_class_uid,
-                study_instance_uid=study,
-                series_instance_uid=series,
-                transfer_syntax_uid=inst.transfer_syntax_uid,
-                path=inst.path,
-                size=inst.size,
-                sha256=inst.sha256,
-                number_of_frames=inst.number_of_frames,
-            )
-            for inst, series, study in rows
+            _stored(row.Instance, row.Series.series_instance_uid, row.Study.study_instance_uid)
+            for row in rows
         ]
 
     def metadata(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,6 +13,7 @@ class Settings(BaseSettings):
 
     ``database_url`` defaults to SQLite at ``data_dir/catalog.sqlite``. ``dicom_port`` ``None``
     (``CARINA_DICOM_PORT=none``) disables the DIMSE service; ``0`` picks a free port.
+    ``dicom_peers`` maps AE titles to ``host:port`` for C-MOVE (``CARINA_DICOM_PEERS`` as JSON).
     ``public_url`` is the address clients reach the server at (used in RetrieveURL and
     BulkDataURI); by default it comes from each request's Host header.
     """
@@ -27,6 +29,7 @@ class Settings(BaseSettings):
     dicom_port: int | None = 11112
     ae_title: str = "CARINA"
     public_url: str | None = None
+    dicom_peers: dict[str, str] = {}
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``CARINA_*`` environment variables."""
@@ -39,6 +42,8 @@ class Settings(BaseSettings):
         }
         if self.database_url is not None:
             env["CARINA_DATABASE_URL"] = self.database_url
+        if self.dicom_peers:
+            env["CARINA_DICOM_PEERS"] = json.dumps(self.dicom_peers)
         if self.public_url is not None:
             env["CARINA_PUBLIC_URL"] = self.public_url
         return env
