@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from carina import __version__
 from carina.api.dicomweb import router as dicomweb_router
+from carina.api.upload import router as upload_router
 from carina.archive import Archive
 from carina.archive.dimse import DimseServer
 from carina.archive.query import QueryError
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
     app.include_router(dicomweb_router, prefix="/dicom-web")
+    app.include_router(upload_router, prefix="/api")
     return app
 
 
