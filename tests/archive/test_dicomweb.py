@@ -214,6 +214,48 @@ def test_wado_series_and_instance_bytes_identical(loaded: Loaded) -> None:
     assert len(split_multipart(study.content, study.headers["content-type"])) == 30
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pydicom/MR_small_jp2klossless.dcm",
+        "pydicom/JPGExtended.dcm",
+        "pydicom/MR_small_implicit.dcm",
+    ],
+)
+def test_wado_converts_to_explicit_le_on_request(
+    shared_data: Path, tmp_path: Path, name: str
+) -> None:
+    path = shared_data / "dicom_variants" / name
+    original = pydicom.dcmread(path)
+    app = create_app(Settings(data_dir=tmp_path / "data", dicom_port=None))
+    with TestClient(app) as client:
+        app.state.archive.store_instance(path.read_bytes())
+        url = (
+            f"/dicom-web/studies/{original.StudyInstanceUID}/series/"
+            f"{original.SeriesInstanceUID}/instances/{original.SOPInstanceUID}"
+        )
+        explicit = (
+            'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+        )
+        response = client.get(url, headers={"Accept": explicit})
+        assert response.status_code == 200, response.text
+        ((content_type, content),) = split_multipart(
+            response.content, response.headers["content-type"]
+        )
+        assert content_type == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        converted = pydicom.dcmread(io.BytesIO(content))
+        assert converted.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        assert converted.SOPInstanceUID == original.SOPInstanceUID
+        assert np.array_equal(converted.pixel_array, original.pixel_array)
+        as_stored = client.get(url, headers={"Accept": ACCEPT_DICOM})
+        ((_, content),) = split_multipart(as_stored.content, as_stored.headers["content-type"])
+        assert content == path.read_bytes()
+        jpeg_ls = (
+            'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80'
+        )
+        assert client.get(url, headers={"Accept": jpeg_ls}).status_code == 406
+
+
 def test_wado_metadata_from_cache(loaded: Loaded) -> None:
     lung = _lung(loaded)
     (series_uid,) = lung.series
@@ -264,7 +306,7 @@ def test_wado_frames_equal_pydicom_decoding(shared_data: Path, tmp_path: Path, n
         parts = split_multipart(response.content, response.headers["content-type"])
         assert len(parts) == len(numbers)
         for number, (content_type, content) in zip(numbers, parts, strict=True):
-            assert content_type == "application/octet-stream"
+            assert content_type == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
             expected = pixel_array(ds, index=number - 1)
             assert content == expected.astype(expected.dtype.newbyteorder("<")).tobytes()
         missing = client.get(url.rsplit("/", 1)[0] + f"/{frames + 1}")
