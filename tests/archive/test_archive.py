@@ -203,3 +203,40 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
 
     with Archive(tmp_path / "d") as archive, archive.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_commit_applied_but_reported_failed_keeps_files(
+    archive: Archive, lung_ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_commit = Session.commit
+
+    def commit_then_fail(self: Session) -> None:
+        original_commit(self)
+        raise OperationalError("COMMIT", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(Session, "commit", commit_then_fail)
+    with pytest.raises(StorageError):
+        archive.ingest([(None, p.read_bytes()) for p in lung_ct_files[:3]])
+    monkeypatch.undo()
+    with archive.session() as session:
+        rows = set(session.scalars(select(Instance.path)))
+    assert len(rows) == 3
+    assert set(archive.store.iter_files()) == rows
+    assert archive.recover().missing_files == ()
+
+
+def test_unreachable_catalog_leaves_files_for_recovery(
+    archive: Archive, lung_ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(self: Session, *args: object, **kwargs: object) -> None:
+        raise OperationalError("SQL", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Session, "commit", fail)
+    monkeypatch.setattr(Session, "scalars", fail)
+    with pytest.raises(StorageError):
+        archive.ingest([(None, p.read_bytes()) for p in lung_ct_files[:3]])
+    monkeypatch.undo()
+    assert len(list(archive.store.iter_files())) == 3
+    report = archive.recover()
+    assert report.orphan_files_removed == 3
+    assert list(archive.store.iter_files()) == []

@@ -255,14 +255,36 @@ class Archive:
                     out.append((index, _result(p, IngestStatus.STORED, source, None)))
                 session.commit()
             except (SQLAlchemyError, StorageError, OSError) as exc:
-                session.rollback()
-                for relative in written:
-                    with contextlib.suppress(StorageError):
-                        self.store.remove(relative)
+                with contextlib.suppress(SQLAlchemyError):
+                    session.rollback()
+                self._discard_uncommitted(written)
                 raise StorageError(
                     f"ingest failed, nothing of the batch was stored: {exc}"
                 ) from exc
         return out
+
+    def _discard_uncommitted(self, written: list[str]) -> None:
+        """Remove files of a failed batch, except any whose row did reach the catalog.
+
+        A commit can fail after the database applied it (a lost connection); files are removed only
+        when the catalog confirms their rows are absent. If it cannot tell, the files stay and the
+        start-up check removes them once the catalog is reachable (a file without a row is harmless,
+        a row without a file is not).
+        """
+        if not written:
+            return
+        try:
+            with self.session() as session:
+                committed = set(
+                    session.scalars(select(Instance.path).where(Instance.path.in_(written)))
+                )
+        except SQLAlchemyError:
+            log.error("catalog unreachable; %d files left for the start-up check", len(written))
+            return
+        for relative in written:
+            if relative not in committed:
+                with contextlib.suppress(StorageError):
+                    self.store.remove(relative)
 
     def _series_for(
         self,
