@@ -60,3 +60,14 @@ def test_upload_file_zip_and_form(lung_ct_files: list[Path], tmp_path: Path) -> 
             ).status_code
             == 415
         )
+
+
+def test_cors_for_configured_viewer_origin(tmp_path: Path) -> None:
+    settings = Settings(
+        data_dir=tmp_path / "data", dicom_port=None, cors_origins=["http://viewer.local"]
+    )
+    with TestClient(create_app(settings)) as client:
+        allowed = client.get("/dicom-web/studies", headers={"Origin": "http://viewer.local"})
+        assert allowed.headers["access-control-allow-origin"] == "http://viewer.local"
+        other = client.get("/dicom-web/studies", headers={"Origin": "http://elsewhere"})
+        assert "access-control-allow-origin" not in other.headers

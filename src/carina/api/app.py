@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from carina import __version__
@@ -82,6 +83,13 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
 
     app = FastAPI(title="Carina", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+        )
 
     @app.exception_handler(CarinaError)
     async def carina_error(_request: Request, exc: CarinaError) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from pydicom.uid import (
 from carina.archive.dicomjson import instance_json
 from carina.core.errors import InstanceRejected
 
+_WARNINGS_LOCK = threading.Lock()
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _UID_CHARS = frozenset("0123456789.")
 
@@ -148,7 +150,9 @@ def parse_instance(data: bytes) -> ParsedInstance:
     The bytes are stored unchanged when they are a DICOM Part 10 file with a transfer syntax in its
     file meta; a bare dataset (or a meta without transfer syntax) gets a constructed file meta.
     """
-    with warnings.catch_warnings(record=True) as caught:
+    # pydicom reports odd values as warnings; they are collected per instance. The warnings
+    # filters are process-wide, hence the lock around the collecting block.
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             ds, rewrite = _read(data)

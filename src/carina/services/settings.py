@@ -14,6 +14,7 @@ class Settings(BaseSettings):
     ``database_url`` defaults to SQLite at ``data_dir/catalog.sqlite``. ``dicom_port`` ``None``
     (``CARINA_DICOM_PORT=none``) disables the DIMSE service; ``0`` picks a free port.
     ``dicom_peers`` maps AE titles to ``host:port`` for C-MOVE (``CARINA_DICOM_PEERS`` as JSON).
+    ``cors_origins`` lists web origins (e.g. an OHIF viewer) allowed to call the API from a browser.
     ``public_url`` is the address clients reach the server at (used in RetrieveURL and
     BulkDataURI); by default it comes from each request's Host header.
     """
@@ -30,6 +31,7 @@ class Settings(BaseSettings):
     ae_title: str = "CARINA"
     public_url: str | None = None
     dicom_peers: dict[str, str] = {}
+    cors_origins: list[str] = []
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``CARINA_*`` environment variables."""
@@ -44,6 +46,8 @@ class Settings(BaseSettings):
             env["CARINA_DATABASE_URL"] = self.database_url
         if self.dicom_peers:
             env["CARINA_DICOM_PEERS"] = json.dumps(self.dicom_peers)
+        if self.cors_origins:
+            env["CARINA_CORS_ORIGINS"] = json.dumps(self.cors_origins)
         if self.public_url is not None:
             env["CARINA_PUBLIC_URL"] = self.public_url
         return env
