@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from carina.archive import Archive, IngestStatus, parse_instance
+from carina.archive.parse import dataset_offset
 from carina.core.errors import ConflictError, InstanceRejected, NotFoundError, StorageError
 from carina.db import Instance, Patient, Series, Study
 
@@ -59,6 +60,25 @@ def test_same_bytes_again_is_a_no_op(archive: Archive, lung_ct_files: list[Path]
     assert archive.ingest([(None, data), (None, data)])[1].status is IngestStatus.ALREADY_STORED
     assert stored.stat().st_mtime_ns == mtime
     assert _count(archive, Instance) == 1
+
+
+def test_same_dataset_with_other_file_meta_is_already_stored(
+    archive: Archive, lung_ct_files: list[Path]
+) -> None:
+    original = lung_ct_files[2].read_bytes()
+    ds = pydicom.dcmread(io.BytesIO(original))
+    ds.file_meta.ImplementationVersionName = "OTHER_SENDER"
+    ds.file_meta.SourceApplicationEntityTitle = "MODALITY7"
+    resent = io.BytesIO()
+    ds.save_as(resent, enforce_file_format=True)
+    assert resent.getvalue() != original
+    offset = dataset_offset(original)
+    assert resent.getvalue()[dataset_offset(resent.getvalue()) :] == original[offset:]
+    assert offset > 132
+    assert archive.ingest_one(original).status is IngestStatus.STORED
+    assert archive.ingest_one(resent.getvalue()).status is IngestStatus.ALREADY_STORED
+    (stored,) = archive.instances(ds.StudyInstanceUID)
+    assert archive.read(stored) == original
 
 
 def test_same_uid_different_bytes_is_a_conflict(

@@ -213,7 +213,7 @@ class Archive:
             known: dict[str, str] = {}
             for start in range(0, len(uids), 500):
                 rows = session.execute(
-                    select(Instance.sop_instance_uid, Instance.sha256).where(
+                    select(Instance.sop_instance_uid, Instance.dataset_sha256).where(
                         Instance.sop_instance_uid.in_(uids[start : start + 500])
                     )
                 )
@@ -226,7 +226,7 @@ class Archive:
                 for index, source, p in batch:
                     digest = known.get(p.sop_instance_uid)
                     if digest is not None:
-                        if digest == p.sha256:
+                        if digest == p.dataset_sha256:
                             out.append(
                                 (index, _result(p, IngestStatus.ALREADY_STORED, source, None))
                             )
@@ -237,7 +237,7 @@ class Archive:
                     relative = self.store.relative_path(p.sop_instance_uid)
                     self.store.write(relative, p.data)
                     written.append(relative)
-                    known[p.sop_instance_uid] = p.sha256
+                    known[p.sop_instance_uid] = p.dataset_sha256
                     series = self._series_for(session, p, patients, studies, series_by_uid)
                     session.add(
                         Instance(
@@ -247,6 +247,7 @@ class Archive:
                             transfer_syntax_uid=p.transfer_syntax_uid,
                             size=len(p.data),
                             sha256=p.sha256,
+                            dataset_sha256=p.dataset_sha256,
                             path=relative,
                             metadata_json=p.metadata_json,
                             **p.instance,

@@ -36,6 +36,7 @@ class ParsedInstance:
 
     data: bytes
     sha256: str
+    dataset_sha256: str
     sop_instance_uid: str
     sop_class_uid: str
     study_instance_uid: str
@@ -107,6 +108,27 @@ def _rewrite_part10(ds: Dataset, uids: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+
+
+def dataset_offset(data: bytes) -> int:
+    """Where the dataset of Part 10 bytes starts, after preamble, prefix and file meta group."""
+    if data[128:132] != b"DICM":
+        return 0
+    offset = 132
+    while offset + 8 <= len(data) and data[offset : offset + 2] == b"\x02\x00":
+        vr = data[offset + 4 : offset + 6]
+        if vr in _LONG_VRS:
+            length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+            offset += 12 + length
+        else:
+            length = int.from_bytes(data[offset + 6 : offset + 8], "little")
+            offset += 8 + length
+    return min(offset, len(data))
 
 
 def _check_native_pixels(ds: Dataset, transfer_syntax: UID) -> None:
@@ -188,6 +210,7 @@ def parse_instance(data: bytes) -> ParsedInstance:
     return ParsedInstance(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
+        dataset_sha256=hashlib.sha256(memoryview(data)[dataset_offset(data) :]).hexdigest(),
         sop_instance_uid=sop_uid,
         sop_class_uid=uids["SOPClassUID"],
         study_instance_uid=study_uid,
