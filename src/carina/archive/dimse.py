@@ -46,6 +46,12 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 MAX_SUBOPERATIONS = 65535
+# the unique keys of a level and those above are always returned (PS3.4 C.4.1.2.1)
+_UNIQUE_KEYS = {
+    Level.STUDY: ("StudyInstanceUID",),
+    Level.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+    Level.IMAGE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+}
 _RETRIEVE_KEYS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 _RETRIEVE_LEVELS = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
 
@@ -194,7 +200,7 @@ class DimseServer:
             value = "" if element.value is None else str(element.value)
             if attribute is not None and _RANK[attribute.level] <= _RANK[level] and value:
                 filters[keyword] = value
-        query = Query(level, filters, includefield=requested)
+        query = Query(level, filters, includefield=[*requested, *_UNIQUE_KEYS[level]])
         try:
             with self.archive.session() as session:
                 matches = search(session, query)
@@ -214,7 +220,7 @@ class DimseServer:
                 seen.add(str(response.get("PatientID", "")))
                 keep = set(requested) & set(_PATIENT_KEYS) | {"PatientID"}
             else:
-                keep = set(requested)
+                keep = set(requested) | set(_UNIQUE_KEYS[level])
             answer = Dataset()
             answer.SpecificCharacterSet = "ISO_IR 192"
             answer.QueryRetrieveLevel = level_name

@@ -7,6 +7,7 @@ from rich.console import Console
 
 from carina import __version__
 from carina.cli.archive import import_command
+from carina.cli.pacs import pacs_app
 from carina.cli.serve import serve_command
 
 app = typer.Typer(
@@ -36,3 +37,4 @@ def main(
 
 app.command("import")(import_command)
 app.command("serve")(serve_command)
+app.add_typer(pacs_app, name="pacs")
