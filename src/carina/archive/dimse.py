@@ -46,6 +46,7 @@ STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
 MAX_SUBOPERATIONS = 65535
+MAX_PDU = 4 * 1024 * 1024
 # the unique keys of a level and those above are always returned (PS3.4 C.4.1.2.1)
 _UNIQUE_KEYS = {
     Level.STUDY: ("StudyInstanceUID",),
@@ -122,6 +123,8 @@ class DimseServer:
         }
         self._server: ThreadedAssociationServer | None = None
         self.ae = AE(ae_title=ae_title)
+        # large PDUs: fewer P-DATA fragments to assemble per instance (the default is 16 KiB)
+        self.ae.maximum_pdu_size = MAX_PDU
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(
