@@ -260,3 +260,19 @@ def test_unreachable_catalog_leaves_files_for_recovery(
     report = archive.recover()
     assert report.orphan_files_removed == 3
     assert list(archive.store.iter_files()) == []
+
+
+def test_series_claimed_by_another_study_is_rejected(
+    archive: Archive, lung_ct_files: list[Path]
+) -> None:
+    archive.store_instance(lung_ct_files[0].read_bytes())
+    ds = pydicom.dcmread(lung_ct_files[1])
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    moved = io.BytesIO()
+    ds.save_as(moved)
+    result = archive.ingest_one(moved.getvalue())
+    assert result.status is IngestStatus.REJECTED
+    assert "belongs to study" in (result.reason or "")
+    assert len(list(archive.store.iter_files())) == 1
+    assert _count(archive, Instance) == 1
+    assert _count(archive, Study) == 1

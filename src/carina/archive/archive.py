@@ -234,11 +234,15 @@ class Archive:
                             reason = _conflict_reason(p.sop_instance_uid)
                             out.append((index, _result(p, IngestStatus.CONFLICT, source, reason)))
                         continue
+                    try:
+                        series = self._series_for(session, p, patients, studies, series_by_uid)
+                    except InstanceRejected as exc:
+                        out.append((index, _result(p, IngestStatus.REJECTED, source, exc.reason)))
+                        continue
                     relative = self.store.relative_path(p.sop_instance_uid)
                     self.store.write(relative, p.data)
                     written.append(relative)
                     known[p.sop_instance_uid] = p.dataset_sha256
-                    series = self._series_for(session, p, patients, studies, series_by_uid)
                     session.add(
                         Instance(
                             sop_instance_uid=p.sop_instance_uid,
@@ -299,6 +303,11 @@ class Archive:
         if series is None:
             series = session.scalar(
                 select(Series).where(Series.series_instance_uid == p.series_instance_uid)
+            )
+        if series is not None and series.study.study_instance_uid != p.study_instance_uid:
+            raise InstanceRejected(
+                f"SeriesInstanceUID {p.series_instance_uid} belongs to study "
+                f"{series.study.study_instance_uid}, not {p.study_instance_uid}"
             )
         if series is None:
             study = studies.get(p.study_instance_uid) or session.scalar(
