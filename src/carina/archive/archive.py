@@ -333,7 +333,7 @@ class Archive:
             modality = p.series["modality"]
             if modality:
                 present = set(filter(None, (study.modalities_in_study or "").split("\\")))
-                study.modalities_in_study = "\\".join(sorted(present | {modality}))
+                study.modalities_in_study = "\\".join(sorted(present | {modality}))[:256]
         studies[p.study_instance_uid] = series.study
         series_by_uid[p.series_instance_uid] = series
         return series

@@ -197,6 +197,8 @@ def parse_instance(data: bytes) -> ParsedInstance:
                 data = _rewrite_part10(ds, uids)
                 ds = pydicom.dcmread(io.BytesIO(data))
             transfer_syntax = UID(ds.file_meta.TransferSyntaxUID)
+            if len(transfer_syntax) > 64 or not set(transfer_syntax) <= _UID_CHARS:
+                raise InstanceRejected(f"invalid TransferSyntaxUID {transfer_syntax[:80]!r}")
             _check_native_pixels(ds, transfer_syntax)
             study_uid = uids["StudyInstanceUID"]
             series_uid = uids["SeriesInstanceUID"]
