@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import uuid
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -38,3 +40,10 @@ def split_multipart(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
         headers = dict(line.split(": ", 1) for line in head.decode().split("\r\n") if ": " in line)
         parts.append((headers.get("Content-Type", ""), content))
     return parts
+
+
+def orthanc_peer() -> Path:
+    """The shared tool that starts an Orthanc peer (next to the shared data)."""
+    env = os.environ.get("CARINA_SHARED_DATA")
+    data = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return data.parent / "tools" / "orthanc-peer"

@@ -21,10 +21,10 @@ import pytest
 from pydicom.uid import generate_uid
 from pynetdicom.events import Event
 
-from .helpers import free_port, multipart_body
+from .helpers import free_port, multipart_body, orthanc_peer
 
 pytestmark = pytest.mark.bench
-ORTHANC_PEER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "orthanc-peer"
+ORTHANC_PEER = orthanc_peer()
 COUNT = 200
 STORESCU = "/usr/bin/storescu"
 

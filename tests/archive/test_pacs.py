@@ -23,7 +23,7 @@ from carina.archive.dimse import DimseServer
 from carina.archive.pacs import PacsClient, PacsError, Peer
 from carina.cli.main import app
 
-from .helpers import free_port
+from .helpers import free_port, orthanc_peer
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_sync_pulls_missing_and_incomplete_studies(
         assert len(local.instances(first.StudyInstanceUID)) == 30
 
 
-ORTHANC_PEER = Path(__file__).resolve().parents[3] / "shared" / "tools" / "orthanc-peer"
+ORTHANC_PEER = orthanc_peer()
 
 
 @pytest.mark.skipif(
