@@ -152,15 +152,16 @@ def test_qido_series_and_instances(loaded: Loaded) -> None:
     lung = _lung(loaded)
     (series_uid,) = lung.series
     series = loaded.client.get(
-        f"/dicom-web/studies/{lung.uid}/series", params={"includefield": "InstitutionName"}
+        f"/dicom-web/studies/{lung.uid}/series", params={"includefield": "Manufacturer,00180015"}
     ).json()
     assert _uids(series, "0020000E") == [series_uid]
     first = pydicom.dcmread(
         loaded.files[next(u for u, p in loaded.files.items() if p.parent.name == "ct_dicom")]
     )
     assert series[0]["00080060"]["Value"] == ["CT"]
-    if first.get("InstitutionName"):
-        assert series[0]["00080080"]["Value"] == [first.InstitutionName]
+    # attributes outside the catalog come from the cached metadata
+    assert series[0]["00080070"]["Value"] == [first.Manufacturer] == ["SIEMENS"]
+    assert series[0]["00180015"]["Value"] == [first.BodyPartExamined] == ["CHEST"]
     ct_series = loaded.client.get("/dicom-web/series", params={"Modality": "CT"}).json()
     assert series_uid in _uids(ct_series, "0020000E")
     assert all(item["00080060"]["Value"] == ["CT"] for item in ct_series)

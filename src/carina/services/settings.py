@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,7 +29,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     dicom_port: int | None = 11112
-    ae_title: str = "CARINA"
+    ae_title: str = Field("CARINA", min_length=1, max_length=16)
     public_url: str | None = None
     dicom_peers: dict[str, str] = {}
     cors_origins: list[str] = []
