@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     dicom_port: int | None = 11112
-    ae_title: str = Field("CARINA", min_length=1, max_length=16)
+    ae_title: str = Field(default="CARINA", min_length=1, max_length=16)
     public_url: str | None = None
     dicom_peers: dict[str, str] = {}
     cors_origins: list[str] = []
