@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -362,6 +363,22 @@ class Archive:
                 len(missing),
             )
         return RecoveryReport(temp, orphans, missing)
+
+    def verify(self) -> list[str]:
+        """Paths of stored files whose content no longer matches the catalog's sha256."""
+        with self.session() as session:
+            rows = session.execute(select(Instance.path, Instance.sha256)).all()
+        damaged: list[str] = []
+        for relative, digest in rows:
+            path = self.store.absolute(relative)
+            try:
+                with path.open("rb") as handle:
+                    actual = hashlib.file_digest(handle, "sha256").hexdigest()
+            except OSError:
+                continue  # missing files are reported by recover()
+            if actual != digest:
+                damaged.append(relative)
+        return damaged
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
-from carina.cli.archive import import_command
+from carina.cli.archive import check_command, import_command
 from carina.cli.pacs import pacs_app
 from carina.cli.serve import serve_command
 
@@ -36,5 +36,6 @@ def main(
 
 
 app.command("import")(import_command)
+app.command("check")(check_command)
 app.command("serve")(serve_command)
 app.add_typer(pacs_app, name="pacs")
