@@ -408,3 +408,15 @@ def test_stow_store_duplicate_conflict_and_reject(
         stored = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/instances").json()
         assert len(stored) == 6
         assert json.loads(json.dumps(stored))
+
+
+def test_qido_caps_results_with_a_warning(loaded: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    import carina.api.dicomweb as dicomweb
+
+    monkeypatch.setattr(dicomweb, "QIDO_MAX_RESULTS", 5)
+    capped = loaded.client.get("/dicom-web/instances")
+    assert len(capped.json()) == 5
+    assert capped.headers["warning"].startswith("299 ")
+    exact = loaded.client.get("/dicom-web/instances", params={"limit": 3})
+    assert len(exact.json()) == 3
+    assert "warning" not in exact.headers

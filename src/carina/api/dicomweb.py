@@ -32,6 +32,7 @@ DICOM_JSON = "application/dicom+json"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 OCTET_PART = f"application/octet-stream; transfer-syntax={EXPLICIT_LE}"
 STOW_BATCH = 100
+QIDO_MAX_RESULTS = 1000  # a larger or missing limit is capped; a Warning header tells so
 
 # failure reasons of STOW-RS (PS3.18 table I.2-1, PS3.7 C.4.2)
 REASON_OUT_OF_RESOURCES = 0xA700
@@ -181,12 +182,19 @@ def _qido(
         series_uid=series,
         includefield=includefield,
         include_all=include_all,
-        limit=limit,
+        limit=(min(limit, QIDO_MAX_RESULTS) if limit is not None else QIDO_MAX_RESULTS) + 1,
         offset=offset,
     )
     with archive.session() as session:
         matches = search(session, query)
-    return _json_response(resolve_bulk_uris(json.dumps(matches), _root(request)))
+    headers: dict[str, str] = {}
+    wanted = min(limit, QIDO_MAX_RESULTS) if limit is not None else QIDO_MAX_RESULTS
+    if len(matches) > wanted:
+        matches = matches[:wanted]
+        if limit is None or limit > QIDO_MAX_RESULTS:
+            headers["Warning"] = "299 carina: There are additional results that can be requested"
+    body = resolve_bulk_uris(json.dumps(matches), _root(request))
+    return Response(body, media_type=DICOM_JSON, headers=headers)
 
 
 @router.get("/studies")
