@@ -12,7 +12,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from carina.archive import Archive, IngestStatus, parse_instance
+from carina.archive import Archive, IngestStatus, RecoveryReport, parse_instance
 from carina.archive.parse import dataset_offset
 from carina.core.errors import ConflictError, InstanceRejected, NotFoundError, StorageError
 from carina.db import Instance, Patient, Series, Study
@@ -173,7 +173,7 @@ def test_recovery_removes_temp_and_orphan_files(
     orphan.write_bytes(b"no row")
     (lost_row,) = archive.instances(lost.study_instance_uid or "", sop_uid=lost.sop_instance_uid)
     (archive.data_dir / lost_row.path).unlink()
-    report = archive.recover()
+    report = archive.recover(full=True)
     assert report.temp_files_removed == 1
     assert report.orphan_files_removed == 1
     assert report.missing_files == (lost_row.path,)
@@ -242,7 +242,7 @@ def test_commit_applied_but_reported_failed_keeps_files(
         rows = set(session.scalars(select(Instance.path)))
     assert len(rows) == 3
     assert set(archive.store.iter_files()) == rows
-    assert archive.recover().missing_files == ()
+    assert archive.recover(full=True).missing_files == ()
 
 
 def test_unreachable_catalog_leaves_files_for_recovery(
@@ -276,3 +276,29 @@ def test_series_claimed_by_another_study_is_rejected(
     assert len(list(archive.store.iter_files())) == 1
     assert _count(archive, Instance) == 1
     assert _count(archive, Study) == 1
+
+
+def test_startup_recovery_follows_the_journal(
+    tmp_path: Path, lung_ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    with Archive(data_dir) as archive:
+        archive.store_instance(lung_ct_files[0].read_bytes())
+
+        def die(self: Session) -> None:  # the process "dies" after writing, before committing
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Session, "commit", die)
+        with pytest.raises(KeyboardInterrupt):
+            archive.ingest([(None, p.read_bytes()) for p in lung_ct_files[1:4]])
+        monkeypatch.undo()
+        assert len(list(archive.store.iter_files())) == 4
+        (entry,) = archive.store.pending()
+        assert len(entry[1]) == 3
+        leftover = archive.store.absolute(entry[1][0])
+        (leftover.parent / f".{leftover.name}.0123.part").write_bytes(b"partial")
+    with Archive(data_dir) as reopened:  # start-up: only the journal's paths are looked at
+        assert reopened.store.pending() == []
+        assert len(list(reopened.store.iter_files())) == 1
+        assert not list(leftover.parent.glob("*.part"))
+        assert reopened.recover(full=True) == RecoveryReport(0, 0, ())

@@ -223,6 +223,8 @@ class Archive:
             patients: dict[tuple[str, str, str], Patient] = {}
             studies: dict[str, Study] = {}
             series_by_uid: dict[str, Series] = {}
+            to_write: list[tuple[int, str | None, ParsedInstance, Series]] = []
+            journal: Path | None = None
             try:
                 for index, source, p in batch:
                     digest = known.get(p.sop_instance_uid)
@@ -240,10 +242,18 @@ class Archive:
                     except InstanceRejected as exc:
                         out.append((index, _result(p, IngestStatus.REJECTED, source, exc.reason)))
                         continue
+                    known[p.sop_instance_uid] = p.dataset_sha256
+                    to_write.append((index, source, p, series))
+                if not to_write:
+                    session.rollback()
+                    return out
+                journal = self.store.begin(
+                    [self.store.relative_path(p.sop_instance_uid) for _, _, p, _ in to_write]
+                )
+                for index, source, p, series in to_write:
                     relative = self.store.relative_path(p.sop_instance_uid)
                     self.store.write(relative, p.data)
                     written.append(relative)
-                    known[p.sop_instance_uid] = p.dataset_sha256
                     session.add(
                         Instance(
                             sop_instance_uid=p.sop_instance_uid,
@@ -263,22 +273,24 @@ class Archive:
             except (SQLAlchemyError, StorageError, OSError) as exc:
                 with contextlib.suppress(SQLAlchemyError):
                     session.rollback()
-                self._discard_uncommitted(written)
+                if self._discard_uncommitted(written) and journal is not None:
+                    self.store.end(journal)
                 raise StorageError(
                     f"ingest failed, nothing of the batch was stored: {exc}"
                 ) from exc
+            self.store.end(journal)
         return out
 
-    def _discard_uncommitted(self, written: list[str]) -> None:
+    def _discard_uncommitted(self, written: list[str]) -> bool:
         """Remove files of a failed batch, except any whose row did reach the catalog.
 
         A commit can fail after the database applied it (a lost connection); files are removed only
         when the catalog confirms their rows are absent. If it cannot tell, the files stay and the
         start-up check removes them once the catalog is reachable (a file without a row is harmless,
-        a row without a file is not).
+        a row without a file is not). Returns whether the catalog could be asked.
         """
         if not written:
-            return
+            return True
         try:
             with self.session() as session:
                 committed = set(
@@ -286,11 +298,12 @@ class Archive:
                 )
         except SQLAlchemyError:
             log.error("catalog unreachable; %d files left for the start-up check", len(written))
-            return
+            return False
         for relative in written:
             if relative not in committed:
                 with contextlib.suppress(StorageError):
                     self.store.remove(relative)
+        return True
 
     def _series_for(
         self,
@@ -341,20 +354,36 @@ class Archive:
 
     # -- consistency ----------------------------------------------------------------------------
 
-    def recover(self) -> RecoveryReport:
-        """Remove temporary files and files without a catalog row; list rows without a file."""
+    def recover(self, *, full: bool = False) -> RecoveryReport:
+        """Clean up after interrupted ingests: temporary files, and files without a catalog row.
+
+        By default only the places named in leftover journal entries are looked at (cheap, run at
+        start-up). ``full`` walks every stored file and also lists catalog rows without a file.
+        """
+        temp = orphans = 0
+        missing: tuple[str, ...] = ()
         with self._write_lock(), self.session() as session:
-            temp = self.store.remove_temp_files()
-            cataloged = set(session.scalars(select(Instance.path)))
-            orphans = 0
-            on_disk: set[str] = set()
-            for relative in self.store.iter_files():
-                if relative in cataloged:
-                    on_disk.add(relative)
-                else:
-                    self.store.remove(relative)
-                    orphans += 1
-            missing = tuple(sorted(cataloged - on_disk))
+            for entry, relatives in self.store.pending():
+                cataloged = set(
+                    session.scalars(select(Instance.path).where(Instance.path.in_(relatives)))
+                )
+                for relative in relatives:
+                    temp += self.store.remove_temp_files_of(relative)
+                    if relative not in cataloged and self.store.absolute(relative).exists():
+                        self.store.remove(relative)
+                        orphans += 1
+                self.store.end(entry)
+            if full:
+                temp += self.store.remove_temp_files()
+                cataloged = set(session.scalars(select(Instance.path)))
+                on_disk: set[str] = set()
+                for relative in self.store.iter_files():
+                    if relative in cataloged:
+                        on_disk.add(relative)
+                    else:
+                        self.store.remove(relative)
+                        orphans += 1
+                missing = tuple(sorted(cataloged - on_disk))
         if temp or orphans or missing:
             log.warning(
                 "archive recovery: %d temp files, %d orphan files removed; %d rows without file",

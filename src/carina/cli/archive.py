@@ -141,7 +141,7 @@ def check_command(
         console.print(f"[red]cannot open the archive: {exc}")
         raise typer.Exit(1) from exc
     with archive:
-        report = archive.recover()
+        report = archive.recover(full=True)
         damaged = archive.verify() if verify else []
     console.print(f"temporary files removed: {report.temp_files_removed}")
     console.print(f"files without catalog row removed: {report.orphan_files_removed}")
