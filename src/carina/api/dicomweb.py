@@ -39,6 +39,7 @@ REASON_OUT_OF_RESOURCES = 0xA700
 REASON_STUDY_MISMATCH = 0xA900
 REASON_CANNOT_UNDERSTAND = 0xC000
 REASON_DUPLICATE = 0x0111
+REASON_MEDIA_TYPE = 0xC122  # a part that is not application/dicom
 _RESERVED = {"limit", "offset", "includefield", "fuzzymatching"}
 
 
@@ -88,7 +89,9 @@ async def _stow(request: Request, archive: Archive, study: str | None) -> Respon
         for number, part in enumerate(parts[start : start + STOW_BATCH], start + 1):
             part_type, _ = media_type_params(part.content_type or "application/dicom")
             if part_type != "application/dicom":
-                failures.append((IngestResult(IngestStatus.REJECTED, str(number)), 0xC122))
+                failures.append(
+                    (IngestResult(IngestStatus.REJECTED, str(number)), REASON_MEDIA_TYPE)
+                )
                 continue
             batch.append((str(number), bytes(part.content)))
         try:
