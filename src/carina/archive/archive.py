@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from carina.archive.parse import ParsedInstance, parse_instance
 from carina.archive.query import Level, Query, build_statement
@@ -316,7 +316,9 @@ class Archive:
         series = series_by_uid.get(p.series_instance_uid)
         if series is None:
             series = session.scalar(
-                select(Series).where(Series.series_instance_uid == p.series_instance_uid)
+                select(Series)
+                .options(joinedload(Series.study))
+                .where(Series.series_instance_uid == p.series_instance_uid)
             )
         if series is not None and series.study.study_instance_uid != p.study_instance_uid:
             raise InstanceRejected(
