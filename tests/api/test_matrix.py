@@ -78,6 +78,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/projects/{project}/studies"): "project.studies.manage",
     ("DELETE", "/api/projects/{project}/studies/{study}"): "project.studies.manage",
     ("GET", "/api/audit"): "audit.read",
+    ("POST", "/api/instances"): "study.store",
     **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
     **{(m, "/projects/{project}/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
 }

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 
@@ -53,3 +55,10 @@ def admin_headers(app: Any) -> dict[str, str]:
     principal = store.authenticate("admin", ADMIN_PASSWORD)
     token = store.issue_token(principal.user_id, "access", timedelta(hours=1))
     return {"Authorization": f"Bearer {token.token}"}
+
+
+def orthanc_peer() -> Path:
+    """The shared tool that starts an Orthanc peer (next to the shared data)."""
+    env = os.environ.get("CARINA_SHARED_DATA")
+    data = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    return data.parent / "tools" / "orthanc-peer"

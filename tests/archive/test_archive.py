@@ -12,7 +12,8 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from carina.archive import Archive, IngestStatus, parse_instance
+from carina.archive import Archive, IngestStatus, RecoveryReport, parse_instance
+from carina.archive.parse import dataset_offset
 from carina.core.errors import ConflictError, InstanceRejected, NotFoundError, StorageError
 from carina.db import Instance, Patient, Series, Study
 
@@ -59,6 +60,25 @@ def test_same_bytes_again_is_a_no_op(archive: Archive, lung_ct_files: list[Path]
     assert archive.ingest([(None, data), (None, data)])[1].status is IngestStatus.ALREADY_STORED
     assert stored.stat().st_mtime_ns == mtime
     assert _count(archive, Instance) == 1
+
+
+def test_same_dataset_with_other_file_meta_is_already_stored(
+    archive: Archive, lung_ct_files: list[Path]
+) -> None:
+    original = lung_ct_files[2].read_bytes()
+    ds = pydicom.dcmread(io.BytesIO(original))
+    ds.file_meta.ImplementationVersionName = "OTHER_SENDER"
+    ds.file_meta.SourceApplicationEntityTitle = "MODALITY7"
+    resent = io.BytesIO()
+    ds.save_as(resent, enforce_file_format=True)
+    assert resent.getvalue() != original
+    offset = dataset_offset(original)
+    assert resent.getvalue()[dataset_offset(resent.getvalue()) :] == original[offset:]
+    assert offset > 132
+    assert archive.ingest_one(original).status is IngestStatus.STORED
+    assert archive.ingest_one(resent.getvalue()).status is IngestStatus.ALREADY_STORED
+    (stored,) = archive.instances(ds.StudyInstanceUID)
+    assert archive.read(stored) == original
 
 
 def test_same_uid_different_bytes_is_a_conflict(
@@ -153,7 +173,7 @@ def test_recovery_removes_temp_and_orphan_files(
     orphan.write_bytes(b"no row")
     (lost_row,) = archive.instances(lost.study_instance_uid or "", sop_uid=lost.sop_instance_uid)
     (archive.data_dir / lost_row.path).unlink()
-    report = archive.recover()
+    report = archive.recover(full=True)
     assert report.temp_files_removed == 1
     assert report.orphan_files_removed == 1
     assert report.missing_files == (lost_row.path,)
@@ -203,3 +223,82 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
 
     with Archive(tmp_path / "d") as archive, archive.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_commit_applied_but_reported_failed_keeps_files(
+    archive: Archive, lung_ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original_commit = Session.commit
+
+    def commit_then_fail(self: Session) -> None:
+        original_commit(self)
+        raise OperationalError("COMMIT", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(Session, "commit", commit_then_fail)
+    with pytest.raises(StorageError):
+        archive.ingest([(None, p.read_bytes()) for p in lung_ct_files[:3]])
+    monkeypatch.undo()
+    with archive.session() as session:
+        rows = set(session.scalars(select(Instance.path)))
+    assert len(rows) == 3
+    assert set(archive.store.iter_files()) == rows
+    assert archive.recover(full=True).missing_files == ()
+
+
+def test_unreachable_catalog_leaves_files_for_recovery(
+    archive: Archive, lung_ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(self: Session, *args: object, **kwargs: object) -> None:
+        raise OperationalError("SQL", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(Session, "commit", fail)
+    monkeypatch.setattr(Session, "scalars", fail)
+    with pytest.raises(StorageError):
+        archive.ingest([(None, p.read_bytes()) for p in lung_ct_files[:3]])
+    monkeypatch.undo()
+    assert len(list(archive.store.iter_files())) == 3
+    report = archive.recover()
+    assert report.orphan_files_removed == 3
+    assert list(archive.store.iter_files()) == []
+
+
+def test_series_claimed_by_another_study_is_rejected(
+    archive: Archive, lung_ct_files: list[Path]
+) -> None:
+    archive.store_instance(lung_ct_files[0].read_bytes())
+    ds = pydicom.dcmread(lung_ct_files[1])
+    ds.StudyInstanceUID = pydicom.uid.generate_uid()
+    moved = io.BytesIO()
+    ds.save_as(moved)
+    result = archive.ingest_one(moved.getvalue())
+    assert result.status is IngestStatus.REJECTED
+    assert "belongs to study" in (result.reason or "")
+    assert len(list(archive.store.iter_files())) == 1
+    assert _count(archive, Instance) == 1
+    assert _count(archive, Study) == 1
+
+
+def test_startup_recovery_follows_the_journal(
+    tmp_path: Path, lung_ct_files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "data"
+    with Archive(data_dir) as archive:
+        archive.store_instance(lung_ct_files[0].read_bytes())
+
+        def die(self: Session) -> None:  # the process "dies" after writing, before committing
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Session, "commit", die)
+        with pytest.raises(KeyboardInterrupt):
+            archive.ingest([(None, p.read_bytes()) for p in lung_ct_files[1:4]])
+        monkeypatch.undo()
+        assert len(list(archive.store.iter_files())) == 4
+        (entry,) = archive.store.pending()
+        assert len(entry[1]) == 3
+        leftover = archive.store.absolute(entry[1][0])
+        (leftover.parent / f".{leftover.name}.0123.part").write_bytes(b"partial")
+    with Archive(data_dir) as reopened:  # start-up: only the journal's paths are looked at
+        assert reopened.store.pending() == []
+        assert len(list(reopened.store.iter_files())) == 1
+        assert not list(leftover.parent.glob("*.part"))
+        assert reopened.recover(full=True) == RecoveryReport(0, 0, ())

@@ -52,6 +52,7 @@ def loaded(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     paths += sorted(p for p in (shared_data / "dicom_variants").rglob("*.dcm"))
     with TestClient(app) as client:
         client.headers.update(admin_headers(app))
+
         archive = app.state.archive
         results = archive.ingest([(str(p), p.read_bytes()) for p in paths])
         studies: dict[str, StudyFacts] = {}
@@ -153,15 +154,16 @@ def test_qido_series_and_instances(loaded: Loaded) -> None:
     lung = _lung(loaded)
     (series_uid,) = lung.series
     series = loaded.client.get(
-        f"/dicom-web/studies/{lung.uid}/series", params={"includefield": "InstitutionName"}
+        f"/dicom-web/studies/{lung.uid}/series", params={"includefield": "Manufacturer,00180015"}
     ).json()
     assert _uids(series, "0020000E") == [series_uid]
     first = pydicom.dcmread(
         loaded.files[next(u for u, p in loaded.files.items() if p.parent.name == "ct_dicom")]
     )
     assert series[0]["00080060"]["Value"] == ["CT"]
-    if first.get("InstitutionName"):
-        assert series[0]["00080080"]["Value"] == [first.InstitutionName]
+    # attributes outside the catalog come from the cached metadata
+    assert series[0]["00080070"]["Value"] == [first.Manufacturer] == ["SIEMENS"]
+    assert series[0]["00180015"]["Value"] == [first.BodyPartExamined] == ["CHEST"]
     ct_series = loaded.client.get("/dicom-web/series", params={"Modality": "CT"}).json()
     assert series_uid in _uids(ct_series, "0020000E")
     assert all(item["00080060"]["Value"] == ["CT"] for item in ct_series)
@@ -215,6 +217,49 @@ def test_wado_series_and_instance_bytes_identical(loaded: Loaded) -> None:
     assert len(split_multipart(study.content, study.headers["content-type"])) == 30
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "pydicom/MR_small_jp2klossless.dcm",
+        "pydicom/JPGExtended.dcm",
+        "pydicom/MR_small_implicit.dcm",
+    ],
+)
+def test_wado_converts_to_explicit_le_on_request(
+    shared_data: Path, tmp_path: Path, name: str
+) -> None:
+    path = shared_data / "dicom_variants" / name
+    original = pydicom.dcmread(path)
+    app = create_app(Settings(data_dir=tmp_path / "data", dicom_port=None))
+    with TestClient(app) as client:
+        client.headers.update(admin_headers(app))
+        app.state.archive.store_instance(path.read_bytes())
+        url = (
+            f"/dicom-web/studies/{original.StudyInstanceUID}/series/"
+            f"{original.SeriesInstanceUID}/instances/{original.SOPInstanceUID}"
+        )
+        explicit = (
+            'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1'
+        )
+        response = client.get(url, headers={"Accept": explicit})
+        assert response.status_code == 200, response.text
+        ((content_type, content),) = split_multipart(
+            response.content, response.headers["content-type"]
+        )
+        assert content_type == "application/dicom; transfer-syntax=1.2.840.10008.1.2.1"
+        converted = pydicom.dcmread(io.BytesIO(content))
+        assert converted.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        assert converted.SOPInstanceUID == original.SOPInstanceUID
+        assert np.array_equal(converted.pixel_array, original.pixel_array)
+        as_stored = client.get(url, headers={"Accept": ACCEPT_DICOM})
+        ((_, content),) = split_multipart(as_stored.content, as_stored.headers["content-type"])
+        assert content == path.read_bytes()
+        jpeg_ls = (
+            'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.80'
+        )
+        assert client.get(url, headers={"Accept": jpeg_ls}).status_code == 406
+
+
 def test_wado_metadata_from_cache(loaded: Loaded) -> None:
     lung = _lung(loaded)
     (series_uid,) = lung.series
@@ -254,6 +299,7 @@ def test_wado_frames_equal_pydicom_decoding(shared_data: Path, tmp_path: Path, n
     app = create_app(Settings(data_dir=tmp_path / "data", dicom_port=None))
     with TestClient(app) as client:
         client.headers.update(admin_headers(app))
+
         app.state.archive.store_instance(path.read_bytes())
         frames = int(ds.get("NumberOfFrames") or 1)
         numbers = sorted({1, frames, (frames + 1) // 2})
@@ -266,7 +312,7 @@ def test_wado_frames_equal_pydicom_decoding(shared_data: Path, tmp_path: Path, n
         parts = split_multipart(response.content, response.headers["content-type"])
         assert len(parts) == len(numbers)
         for number, (content_type, content) in zip(numbers, parts, strict=True):
-            assert content_type == "application/octet-stream"
+            assert content_type == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
             expected = pixel_array(ds, index=number - 1)
             assert content == expected.astype(expected.dtype.newbyteorder("<")).tobytes()
         missing = client.get(url.rsplit("/", 1)[0] + f"/{frames + 1}")
@@ -313,6 +359,7 @@ def test_stow_store_duplicate_conflict_and_reject(
     app = create_app(Settings(data_dir=tmp_path / "data", dicom_port=None))
     with TestClient(app) as client:
         client.headers.update(admin_headers(app))
+
         originals = [p.read_bytes() for p in lung_ct_files[:5]]
         body, content_type = multipart_body(originals)
         response = client.post(
@@ -368,3 +415,15 @@ def test_stow_store_duplicate_conflict_and_reject(
         stored = client.get(f"/dicom-web/studies/{ds.StudyInstanceUID}/instances").json()
         assert len(stored) == 6
         assert json.loads(json.dumps(stored))
+
+
+def test_qido_caps_results_with_a_warning(loaded: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    import carina.api.dicomweb as dicomweb
+
+    monkeypatch.setattr(dicomweb, "QIDO_MAX_RESULTS", 5)
+    capped = loaded.client.get("/dicom-web/instances")
+    assert len(capped.json()) == 5
+    assert capped.headers["warning"].startswith("299 ")
+    exact = loaded.client.get("/dicom-web/instances", params={"limit": 3})
+    assert len(exact.json()) == 3
+    assert "warning" not in exact.headers

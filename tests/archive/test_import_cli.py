@@ -94,3 +94,21 @@ def test_import_zip(lung_ct_files: list[Path], tmp_path: Path) -> None:
         for path in lung_ct_files[:6]:
             p = parse_instance(path.read_bytes())
             assert archive.store.read(catalog[p.sop_instance_uid][0]) == path.read_bytes()
+
+
+def test_check_finds_damaged_and_missing_files(lung_ct_files: list[Path], tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _import(lung_ct_files[0].parent, data_dir)
+    clean = runner.invoke(app, ["check", "--data-dir", str(data_dir), "--verify"])
+    assert clean.exit_code == 0, clean.output
+    assert "files not matching their sha256: 0" in clean.output
+    catalog = _catalog(data_dir)
+    (damaged, _), (missing, _) = list(catalog.values())[:2]
+    content = bytearray((data_dir / damaged).read_bytes())
+    content[-1] ^= 0xFF
+    (data_dir / damaged).write_bytes(bytes(content))
+    (data_dir / missing).unlink()
+    result = runner.invoke(app, ["check", "--data-dir", str(data_dir), "--verify"])
+    assert result.exit_code == 1
+    assert f"damaged {damaged}" in result.output
+    assert f"missing {missing}" in result.output

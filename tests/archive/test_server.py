@@ -22,12 +22,14 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.pixels import pixel_array
 from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE, evt
+from pynetdicom import AE, build_role, evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
@@ -45,6 +47,7 @@ class Live:
     dicom_port: int
     data_dir: Path
     headers: dict[str, str]
+    move_port: int
 
 
 def _nodelay(event: Event) -> None:
@@ -54,12 +57,13 @@ def _nodelay(event: Event) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     data_dir = tmp_path_factory.mktemp("live") / "data"
-    port = free_port()
+    port, move_port = free_port(), free_port()
     settings = Settings(
         data_dir=data_dir,
         port=port,
         dicom_port=0,
         ae_title="CARINA",
+        dicom_peers={"MOVEDEST": f"127.0.0.1:{move_port}"},
         public_url=f"http://127.0.0.1:{port}",  # dicomweb-client sends Host without the port
     )
     app = create_app(settings)
@@ -70,11 +74,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
+        assert thread.is_alive(), "server failed to start"
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
     try:
         yield Live(
-            f"http://127.0.0.1:{settings.port}", app.state.dimse.port, data_dir, admin_headers(app)
+            f"http://127.0.0.1:{settings.port}",
+            app.state.dimse.port,
+            data_dir,
+            admin_headers(app),
+            move_port,
         )
     finally:
         server.should_exit = True
@@ -166,6 +175,84 @@ def test_cstore_cfind_then_wado(live: Live, lung_ct_files: list[Path]) -> None:
         ((_, content),) = split_multipart(response.content, response.headers["content-type"])
         # C-STORE carries the dataset, not the file: the stored dataset equals the sent one
         assert pydicom.dcmread(io.BytesIO(content)) == pydicom.dcmread(by_sop[sop])
+
+
+def _study_identifier(study_uid: str) -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = study_uid
+    return identifier
+
+
+def test_cget_and_cmove(live: Live, lung_ct_files: list[Path]) -> None:
+    sent = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in lung_ct_files}
+    study_uid = next(iter(sent.values())).StudyInstanceUID
+    assoc = _associate(live, [CTImageStorage])
+    for ds in sent.values():
+        assoc.send_c_store(ds)  # type: ignore[attr-defined]
+    assoc.release()  # type: ignore[attr-defined]
+
+    received: dict[str, Dataset] = {}
+
+    def on_store(event: Event) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        received[ds.SOPInstanceUID] = ds
+        return 0x0000
+
+    # C-GET: the instances come back on the same association
+    ae = AE(ae_title="GETSCU")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+    ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian])
+    role = build_role(CTImageStorage, scp_role=True)
+    assoc = ae.associate(
+        "127.0.0.1",
+        live.dicom_port,
+        ae_title="CARINA",
+        ext_neg=[role],
+        evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_CONN_OPEN, _nodelay)],
+    )
+    assert assoc.is_established
+    statuses = [
+        status.Status
+        for status, _ in assoc.send_c_get(
+            _study_identifier(study_uid), StudyRootQueryRetrieveInformationModelGet
+        )
+    ]
+    assoc.release()
+    assert statuses[-1] == 0x0000
+    assert set(received) == set(sent)
+    for uid, ds in received.items():
+        assert ds == sent[uid]
+        assert ds.PixelData == sent[uid].PixelData
+
+    # C-MOVE: the instances go to a configured peer
+    received.clear()
+    destination = AE(ae_title="MOVEDEST")
+    destination.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian])
+    server = destination.start_server(
+        ("127.0.0.1", live.move_port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+    )
+    try:
+        assoc = _associate(live, [StudyRootQueryRetrieveInformationModelMove])
+        responses = list(
+            assoc.send_c_move(  # type: ignore[attr-defined]
+                _study_identifier(study_uid), "MOVEDEST", StudyRootQueryRetrieveInformationModelMove
+            )
+        )
+        unknown = list(
+            assoc.send_c_move(  # type: ignore[attr-defined]
+                _study_identifier(study_uid), "NOBODY", StudyRootQueryRetrieveInformationModelMove
+            )
+        )
+        assoc.release()  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+    assert responses[-1][0].Status == 0x0000
+    assert responses[-1][0].NumberOfCompletedSuboperations == 30
+    assert set(received) == set(sent)
+    assert all(received[uid] == sent[uid] for uid in sent)
+    assert unknown[-1][0].Status == 0xA801
 
 
 def test_dicomweb_client(live: Live, lung_ct_files: list[Path], shared_data: Path) -> None:

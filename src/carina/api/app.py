@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
@@ -14,6 +15,7 @@ from carina import __version__
 from carina.api.dicomweb import dicomweb_router
 from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from carina.api.rest import router as rest_router
+from carina.api.upload import router as upload_router
 from carina.archive import Archive
 from carina.archive.dimse import DimseServer
 from carina.archive.query import QueryError
@@ -83,7 +85,13 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             )
         dimse: DimseServer | None = None
         if settings.dicom_port is not None:
-            dimse = DimseServer(opened, settings.ae_title, settings.host, settings.dicom_port)
+            dimse = DimseServer(
+                opened,
+                settings.ae_title,
+                settings.host,
+                settings.dicom_port,
+                peers=settings.dicom_peers,
+            )
             dimse.start()
         app.state.dimse = dimse
         try:
@@ -113,6 +121,13 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         max_upload=settings.max_upload_bytes,
     )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+        )
 
     @app.exception_handler(CarinaError)
     async def carina_error(_request: Request, exc: CarinaError) -> JSONResponse:
@@ -124,6 +139,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(rest_router, prefix="/api")
     app.include_router(dicomweb_router(project_scoped=False), prefix="/dicom-web")
     app.include_router(dicomweb_router(project_scoped=True), prefix="/projects/{project}/dicom-web")
+    app.include_router(upload_router, prefix="/api")
     return app
 
 

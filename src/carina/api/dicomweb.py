@@ -45,7 +45,10 @@ from carina.core.errors import NotFoundError, StorageError
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 DICOM_JSON = "application/dicom+json"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+OCTET_PART = f"application/octet-stream; transfer-syntax={EXPLICIT_LE}"
 STOW_BATCH = 100
+QIDO_MAX_RESULTS = 1000  # a larger or missing limit is capped; a Warning header tells so
 
 # failure reasons of STOW-RS (PS3.18 table I.2-1, PS3.7 C.4.2)
 REASON_OUT_OF_RESOURCES = 0xA700
@@ -53,6 +56,7 @@ REASON_STUDY_MISMATCH = 0xA900
 REASON_CANNOT_UNDERSTAND = 0xC000
 REASON_DUPLICATE = 0x0111
 REASON_NOT_IN_PROJECT = 0xC001  # the instance's study is stored but not part of this project
+REASON_MEDIA_TYPE = 0xC122  # a part that is not application/dicom
 _RESERVED = {"limit", "offset", "includefield", "fuzzymatching"}
 
 
@@ -194,7 +198,9 @@ async def _stow(request: Request, archive: Archive, study: str | None) -> Respon
         for number, part in enumerate(parts[start : start + STOW_BATCH], start + 1):
             part_type, _ = media_type_params(part.content_type or "application/dicom")
             if part_type != "application/dicom":
-                failures.append((IngestResult(IngestStatus.REJECTED, str(number)), 0xC122))
+                failures.append(
+                    (IngestResult(IngestStatus.REJECTED, str(number)), REASON_MEDIA_TYPE)
+                )
                 continue
             batch.append((str(number), bytes(part.content)))
         try:
@@ -291,7 +297,7 @@ def _qido(
         series_uid=series,
         includefield=includefield,
         include_all=include_all,
-        limit=limit,
+        limit=(min(limit, QIDO_MAX_RESULTS) if limit is not None else QIDO_MAX_RESULTS) + 1,
         offset=offset,
         study_scope=get_auth(request).study_scope(project)
         if (project := _access(request).project)
@@ -299,7 +305,14 @@ def _qido(
     )
     with archive.session() as session:
         matches = search(session, query)
-    return _json_response(resolve_bulk_uris(json.dumps(matches), _root(request)))
+    headers: dict[str, str] = {}
+    wanted = min(limit, QIDO_MAX_RESULTS) if limit is not None else QIDO_MAX_RESULTS
+    if len(matches) > wanted:
+        matches = matches[:wanted]
+        if limit is None or limit > QIDO_MAX_RESULTS:
+            headers["Warning"] = "299 carina: There are additional results that can be requested"
+    body = resolve_bulk_uris(json.dumps(matches), _root(request))
+    return Response(body, media_type=DICOM_JSON, headers=headers)
 
 
 @_route("GET", "/studies")
@@ -357,14 +370,52 @@ def _check_accept(request: Request, *acceptable: str) -> str:
     raise HTTPException(406, f"acceptable media types: {', '.join(acceptable)}")
 
 
+def _dicom_syntaxes(request: Request) -> set[str] | None:
+    """Transfer syntaxes the client accepts for application/dicom; ``None``: any (as stored)."""
+    wanted: set[str] = set()
+    for entry in request.headers.get("accept", "*/*").split(","):
+        kind, params = media_type_params(entry)
+        if kind == "multipart/related":
+            kind = params.get("type", "application/dicom").lower()
+        if kind in ("*/*", "*", "application/*"):
+            return None
+        if kind == "application/dicom":
+            syntax = params.get("transfer-syntax")
+            if syntax is None or syntax == "*":
+                return None
+            wanted.add(syntax)
+    if not wanted:
+        raise HTTPException(406, "acceptable media types: application/dicom")
+    return wanted
+
+
+def _choose_syntax(instance: StoredInstance, wanted: set[str] | None) -> str:
+    if wanted is None or instance.transfer_syntax_uid in wanted:
+        return instance.transfer_syntax_uid
+    if EXPLICIT_LE in wanted and px.can_convert_to_explicit_le(instance.transfer_syntax_uid):
+        return EXPLICIT_LE
+    raise HTTPException(
+        406,
+        f"instance {instance.sop_instance_uid} is stored as {instance.transfer_syntax_uid}; "
+        f"it can be sent as stored or as {EXPLICIT_LE}",
+    )
+
+
 def _retrieve(request: Request, archive: Archive, instances: list[StoredInstance]) -> Response:
-    _check_accept(request, "application/dicom")
+    """Instances as stored, or converted to Explicit VR Little Endian when only that is accepted.
+
+    An ``application/dicom`` Accept without ``transfer-syntax`` gets the stored transfer syntax.
+    """
+    wanted = _dicom_syntaxes(request)
+    plan = [(instance, _choose_syntax(instance, wanted)) for instance in instances]
     boundary = new_boundary()
 
     def parts() -> Iterator[tuple[str, bytes]]:
-        for instance in instances:
-            content_type = f"application/dicom; transfer-syntax={instance.transfer_syntax_uid}"
-            yield content_type, archive.read(instance)
+        for instance, syntax in plan:
+            data = archive.read(instance)
+            if syntax != instance.transfer_syntax_uid:
+                data = px.to_explicit_le(data)
+            yield f"application/dicom; transfer-syntax={syntax}", data
 
     return StreamingResponse(
         multipart_stream(boundary, parts()),
@@ -445,7 +496,7 @@ def retrieve_frames(
     ds = px.read_dataset(archive.read(_one(archive, study, series, sop)))
     contents = [px.frame_bytes(ds, n) for n in numbers]
     boundary = new_boundary()
-    body = b"".join(multipart_stream(boundary, (("application/octet-stream", c) for c in contents)))
+    body = b"".join(multipart_stream(boundary, ((OCTET_PART, c) for c in contents)))
     return Response(
         body,
         media_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',
@@ -470,7 +521,7 @@ def retrieve_bulkdata(
     else:
         raise NotFoundError(f"no bulk data {tag}")
     boundary = new_boundary()
-    body = b"".join(multipart_stream(boundary, [("application/octet-stream", content)]))
+    body = b"".join(multipart_stream(boundary, [(OCTET_PART, content)]))
     return Response(
         body,
         media_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}',

@@ -43,8 +43,8 @@ class SecurityHeadersMiddleware:
 
 class BodyLimitMiddleware:
     """Refuses request bodies over the limit with 413: ``max_upload`` for STOW-RS (POST under a
-    ``dicom-web`` path), ``max_body`` for everything else. Both a declared Content-Length and
-    the bytes actually received are checked."""
+    ``dicom-web`` path) and file upload (``POST /api/instances``), ``max_body`` for everything
+    else. Both a declared Content-Length and the bytes actually received are checked."""
 
     def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
         self.app = app
@@ -52,7 +52,10 @@ class BodyLimitMiddleware:
         self.max_upload = max_upload
 
     def _limit(self, scope: Scope) -> int:
-        upload = scope["method"] == "POST" and "/dicom-web/" in scope["path"] + "/"
+        path = scope["path"]
+        upload = scope["method"] == "POST" and (
+            "/dicom-web/" in path + "/" or path.rstrip("/") == "/api/instances"
+        )
         return self.max_upload if upload else self.max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

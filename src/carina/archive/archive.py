@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 
 from carina.archive.parse import ParsedInstance, parse_instance
+from carina.archive.query import Level, Query, build_statement
 from carina.archive.store import FileStore
 from carina.core.errors import ConflictError, InstanceRejected, NotFoundError, StorageError
 from carina.db import (
@@ -94,6 +96,20 @@ def _result(
         series_instance_uid=parsed.series_instance_uid,
         reason=reason,
         warnings=parsed.warnings,
+    )
+
+
+def _stored(instance: Instance, series_uid: str, study_uid: str) -> StoredInstance:
+    return StoredInstance(
+        sop_instance_uid=instance.sop_instance_uid,
+        sop_class_uid=instance.sop_class_uid,
+        study_instance_uid=study_uid,
+        series_instance_uid=series_uid,
+        transfer_syntax_uid=instance.transfer_syntax_uid,
+        path=instance.path,
+        size=instance.size,
+        sha256=instance.sha256,
+        number_of_frames=instance.number_of_frames,
     )
 
 
@@ -198,7 +214,7 @@ class Archive:
             known: dict[str, str] = {}
             for start in range(0, len(uids), 500):
                 rows = session.execute(
-                    select(Instance.sop_instance_uid, Instance.sha256).where(
+                    select(Instance.sop_instance_uid, Instance.dataset_sha256).where(
                         Instance.sop_instance_uid.in_(uids[start : start + 500])
                     )
                 )
@@ -207,11 +223,13 @@ class Archive:
             patients: dict[tuple[str, str, str], Patient] = {}
             studies: dict[str, Study] = {}
             series_by_uid: dict[str, Series] = {}
+            to_write: list[tuple[int, str | None, ParsedInstance, Series]] = []
+            journal: Path | None = None
             try:
                 for index, source, p in batch:
                     digest = known.get(p.sop_instance_uid)
                     if digest is not None:
-                        if digest == p.sha256:
+                        if digest == p.dataset_sha256:
                             out.append(
                                 (index, _result(p, IngestStatus.ALREADY_STORED, source, None))
                             )
@@ -219,11 +237,23 @@ class Archive:
                             reason = _conflict_reason(p.sop_instance_uid)
                             out.append((index, _result(p, IngestStatus.CONFLICT, source, reason)))
                         continue
+                    try:
+                        series = self._series_for(session, p, patients, studies, series_by_uid)
+                    except InstanceRejected as exc:
+                        out.append((index, _result(p, IngestStatus.REJECTED, source, exc.reason)))
+                        continue
+                    known[p.sop_instance_uid] = p.dataset_sha256
+                    to_write.append((index, source, p, series))
+                if not to_write:
+                    session.rollback()
+                    return out
+                journal = self.store.begin(
+                    [self.store.relative_path(p.sop_instance_uid) for _, _, p, _ in to_write]
+                )
+                for index, source, p, series in to_write:
                     relative = self.store.relative_path(p.sop_instance_uid)
                     self.store.write(relative, p.data)
                     written.append(relative)
-                    known[p.sop_instance_uid] = p.sha256
-                    series = self._series_for(session, p, patients, studies, series_by_uid)
                     session.add(
                         Instance(
                             sop_instance_uid=p.sop_instance_uid,
@@ -232,6 +262,7 @@ class Archive:
                             transfer_syntax_uid=p.transfer_syntax_uid,
                             size=len(p.data),
                             sha256=p.sha256,
+                            dataset_sha256=p.dataset_sha256,
                             path=relative,
                             metadata_json=p.metadata_json,
                             **p.instance,
@@ -240,14 +271,39 @@ class Archive:
                     out.append((index, _result(p, IngestStatus.STORED, source, None)))
                 session.commit()
             except (SQLAlchemyError, StorageError, OSError) as exc:
-                session.rollback()
-                for relative in written:
-                    with contextlib.suppress(StorageError):
-                        self.store.remove(relative)
+                with contextlib.suppress(SQLAlchemyError):
+                    session.rollback()
+                if self._discard_uncommitted(written) and journal is not None:
+                    self.store.end(journal)
                 raise StorageError(
                     f"ingest failed, nothing of the batch was stored: {exc}"
                 ) from exc
+            self.store.end(journal)
         return out
+
+    def _discard_uncommitted(self, written: list[str]) -> bool:
+        """Remove files of a failed batch, except any whose row did reach the catalog.
+
+        A commit can fail after the database applied it (a lost connection); files are removed only
+        when the catalog confirms their rows are absent. If it cannot tell, the files stay and the
+        start-up check removes them once the catalog is reachable (a file without a row is harmless,
+        a row without a file is not). Returns whether the catalog could be asked.
+        """
+        if not written:
+            return True
+        try:
+            with self.session() as session:
+                committed = set(
+                    session.scalars(select(Instance.path).where(Instance.path.in_(written)))
+                )
+        except SQLAlchemyError:
+            log.error("catalog unreachable; %d files left for the start-up check", len(written))
+            return False
+        for relative in written:
+            if relative not in committed:
+                with contextlib.suppress(StorageError):
+                    self.store.remove(relative)
+        return True
 
     def _series_for(
         self,
@@ -260,7 +316,14 @@ class Archive:
         series = series_by_uid.get(p.series_instance_uid)
         if series is None:
             series = session.scalar(
-                select(Series).where(Series.series_instance_uid == p.series_instance_uid)
+                select(Series)
+                .options(joinedload(Series.study))
+                .where(Series.series_instance_uid == p.series_instance_uid)
+            )
+        if series is not None and series.study.study_instance_uid != p.study_instance_uid:
+            raise InstanceRejected(
+                f"SeriesInstanceUID {p.series_instance_uid} belongs to study "
+                f"{series.study.study_instance_uid}, not {p.study_instance_uid}"
             )
         if series is None:
             study = studies.get(p.study_instance_uid) or session.scalar(
@@ -286,27 +349,43 @@ class Archive:
             modality = p.series["modality"]
             if modality:
                 present = set(filter(None, (study.modalities_in_study or "").split("\\")))
-                study.modalities_in_study = "\\".join(sorted(present | {modality}))
+                study.modalities_in_study = "\\".join(sorted(present | {modality}))[:256]
         studies[p.study_instance_uid] = series.study
         series_by_uid[p.series_instance_uid] = series
         return series
 
     # -- consistency ----------------------------------------------------------------------------
 
-    def recover(self) -> RecoveryReport:
-        """Remove temporary files and files without a catalog row; list rows without a file."""
+    def recover(self, *, full: bool = False) -> RecoveryReport:
+        """Clean up after interrupted ingests: temporary files, and files without a catalog row.
+
+        By default only the places named in leftover journal entries are looked at (cheap, run at
+        start-up). ``full`` walks every stored file and also lists catalog rows without a file.
+        """
+        temp = orphans = 0
+        missing: tuple[str, ...] = ()
         with self._write_lock(), self.session() as session:
-            temp = self.store.remove_temp_files()
-            cataloged = set(session.scalars(select(Instance.path)))
-            orphans = 0
-            on_disk: set[str] = set()
-            for relative in self.store.iter_files():
-                if relative in cataloged:
-                    on_disk.add(relative)
-                else:
-                    self.store.remove(relative)
-                    orphans += 1
-            missing = tuple(sorted(cataloged - on_disk))
+            for entry, relatives in self.store.pending():
+                cataloged = set(
+                    session.scalars(select(Instance.path).where(Instance.path.in_(relatives)))
+                )
+                for relative in relatives:
+                    temp += self.store.remove_temp_files_of(relative)
+                    if relative not in cataloged and self.store.absolute(relative).exists():
+                        self.store.remove(relative)
+                        orphans += 1
+                self.store.end(entry)
+            if full:
+                temp += self.store.remove_temp_files()
+                cataloged = set(session.scalars(select(Instance.path)))
+                on_disk: set[str] = set()
+                for relative in self.store.iter_files():
+                    if relative in cataloged:
+                        on_disk.add(relative)
+                    else:
+                        self.store.remove(relative)
+                        orphans += 1
+                missing = tuple(sorted(cataloged - on_disk))
         if temp or orphans or missing:
             log.warning(
                 "archive recovery: %d temp files, %d orphan files removed; %d rows without file",
@@ -315,6 +394,22 @@ class Archive:
                 len(missing),
             )
         return RecoveryReport(temp, orphans, missing)
+
+    def verify(self) -> list[str]:
+        """Paths of stored files whose content no longer matches the catalog's sha256."""
+        with self.session() as session:
+            rows = session.execute(select(Instance.path, Instance.sha256)).all()
+        damaged: list[str] = []
+        for relative, digest in rows:
+            path = self.store.absolute(relative)
+            try:
+                with path.open("rb") as handle:
+                    actual = hashlib.file_digest(handle, "sha256").hexdigest()
+            except OSError:
+                continue  # missing files are reported by recover()
+            if actual != digest:
+                damaged.append(relative)
+        return damaged
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -345,19 +440,16 @@ class Archive:
             rows = session.execute(query).all()
         if not rows:
             raise NotFoundError("no such study, series or instance")
+        return [_stored(inst, series, study) for inst, series, study in rows]
+
+    def find_instances(self, filters: Mapping[str, str]) -> list[StoredInstance]:
+        """Stored instances whose attributes match ``filters`` (keyword -> DICOM matching value)."""
+        statement = build_statement(Query(Level.IMAGE, filters))
+        with self.session() as session:
+            rows = session.execute(statement).all()
         return [
-            StoredInstance(
-                sop_instance_uid=inst.sop_instance_uid,
-                sop_class_uid=inst.sop_class_uid,
-                study_instance_uid=study,
-                series_instance_uid=series,
-                transfer_syntax_uid=inst.transfer_syntax_uid,
-                path=inst.path,
-                size=inst.size,
-                sha256=inst.sha256,
-                number_of_frames=inst.number_of_frames,
-            )
-            for inst, series, study in rows
+            _stored(row.Instance, row.Series.series_instance_uid, row.Study.study_instance_uid)
+            for row in rows
         ]
 
     def metadata(

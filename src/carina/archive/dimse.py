@@ -1,12 +1,14 @@
-"""DIMSE service class provider: C-ECHO, C-STORE and C-FIND (pynetdicom) over the archive."""
+"""DIMSE service class provider (pynetdicom): C-ECHO, C-STORE, C-FIND, C-GET and C-MOVE."""
 
 from __future__ import annotations
 
+import io
 import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
 
+import pydicom
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -18,14 +20,19 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.events import Event
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 from pynetdicom.transport import ThreadedAssociationServer
 
-from carina.archive.archive import Archive, IngestStatus
+from carina.archive.archive import Archive, IngestStatus, StoredInstance
 from carina.archive.query import ATTRIBUTES, Level, Query, QueryError, search
 from carina.core.errors import CarinaError
 
@@ -38,6 +45,16 @@ STATUS_DUPLICATE = 0x0111
 STATUS_OUT_OF_RESOURCES = 0xA700
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 STATUS_CANNOT_UNDERSTAND = 0xC000
+MAX_SUBOPERATIONS = 65535
+MAX_PDU = 4 * 1024 * 1024
+# the unique keys of a level and those above are always returned (PS3.4 C.4.1.2.1)
+_UNIQUE_KEYS = {
+    Level.STUDY: ("StudyInstanceUID",),
+    Level.SERIES: ("StudyInstanceUID", "SeriesInstanceUID"),
+    Level.IMAGE: ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+}
+_RETRIEVE_KEYS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+_RETRIEVE_LEVELS = {"PATIENT": 0, "STUDY": 1, "SERIES": 2, "IMAGE": 3}
 
 _LEVELS = {"STUDY": Level.STUDY, "SERIES": Level.SERIES, "IMAGE": Level.IMAGE}
 _RANK = {Level.STUDY: 0, Level.SERIES: 1, Level.IMAGE: 2}
@@ -72,26 +89,60 @@ def _status(code: int, comment: str | None = None) -> Dataset:
     return status
 
 
+def parse_peer(address: str) -> tuple[str, int]:
+    """``host:port`` of a DICOM peer."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"a DICOM peer is host:port, got {address!r}")
+    return host, int(port)
+
+
 class DimseServer:
     """A DICOM listener storing into and answering queries from ``archive``.
 
     Accepts every storage SOP class in any transfer syntax, Verification, and Study/Patient Root
-    C-FIND. ``port`` 0 binds a free port; :attr:`port` tells which.
+    C-FIND, C-GET and C-MOVE. C-MOVE sends to the AE titles in ``peers`` (title -> ``host:port``).
+    Retrieved instances go out in their stored transfer syntax. ``port`` 0 binds a free port;
+    :attr:`port` tells which.
     """
 
-    def __init__(self, archive: Archive, ae_title: str, host: str, port: int) -> None:
+    def __init__(
+        self,
+        archive: Archive,
+        ae_title: str,
+        host: str,
+        port: int,
+        peers: dict[str, str] | None = None,
+    ) -> None:
         self.archive = archive
         self.ae_title = ae_title
         self.host = host
         self._port = port
+        self.peers = {
+            title.strip(): parse_peer(address) for title, address in (peers or {}).items()
+        }
         self._server: ThreadedAssociationServer | None = None
         self.ae = AE(ae_title=ae_title)
+        # large PDUs: fewer P-DATA fragments to assemble per instance (the default is 16 KiB)
+        self.ae.maximum_pdu_size = MAX_PDU
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
-                self.ae.add_supported_context(context.abstract_syntax, ACCEPTED_TRANSFER_SYNTAXES)
+                self.ae.add_supported_context(
+                    context.abstract_syntax,
+                    ACCEPTED_TRANSFER_SYNTAXES,
+                    scu_role=True,
+                    scp_role=True,
+                )
         self.ae.add_supported_context(Verification)
-        self.ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-        self.ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+        for model in (
+            StudyRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelFind,
+            StudyRootQueryRetrieveInformationModelGet,
+            PatientRootQueryRetrieveInformationModelGet,
+            StudyRootQueryRetrieveInformationModelMove,
+            PatientRootQueryRetrieveInformationModelMove,
+        ):
+            self.ae.add_supported_context(model)
 
     @property
     def port(self) -> int:
@@ -106,6 +157,8 @@ class DimseServer:
             (evt.EVT_CONN_OPEN, set_nodelay),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
+            (evt.EVT_C_GET, self._on_get),
+            (evt.EVT_C_MOVE, self._on_move),
         ]
         self._server = self.ae.start_server(
             (self.host, self._port), block=False, evt_handlers=handlers
@@ -150,7 +203,7 @@ class DimseServer:
             value = "" if element.value is None else str(element.value)
             if attribute is not None and _RANK[attribute.level] <= _RANK[level] and value:
                 filters[keyword] = value
-        query = Query(level, filters, includefield=requested)
+        query = Query(level, filters, includefield=[*requested, *_UNIQUE_KEYS[level]])
         try:
             with self.archive.session() as session:
                 matches = search(session, query)
@@ -170,7 +223,7 @@ class DimseServer:
                 seen.add(str(response.get("PatientID", "")))
                 keep = set(requested) & set(_PATIENT_KEYS) | {"PatientID"}
             else:
-                keep = set(requested)
+                keep = set(requested) | set(_UNIQUE_KEYS[level])
             answer = Dataset()
             answer.SpecificCharacterSet = "ISO_IR 192"
             answer.QueryRetrieveLevel = level_name
@@ -179,6 +232,76 @@ class DimseServer:
                 answer[keyword] = response[keyword] if keyword in response else _empty(keyword)
             yield STATUS_PENDING, answer
         yield STATUS_SUCCESS, None
+
+    def _retrieve_targets(self, identifier: Dataset) -> list[StoredInstance] | None:
+        """Instances a C-GET/C-MOVE identifier asks for; ``None`` when it is not valid."""
+        level = _RETRIEVE_LEVELS.get(str(identifier.get("QueryRetrieveLevel", "")).upper())
+        if level is None:
+            return None
+        filters: dict[str, str] = {}
+        for rank, keyword in enumerate(_RETRIEVE_KEYS):
+            value = str(identifier.get(keyword, "") or "").strip()
+            if value and value != "*":
+                filters[keyword] = value
+            elif rank == level:
+                return None  # the unique key of the level is required
+        return self.archive.find_instances(filters)
+
+    def _datasets(
+        self, event: Event, instances: list[StoredInstance]
+    ) -> Iterator[tuple[int, Dataset | None]]:
+        for instance in instances:
+            if event.is_cancelled:
+                yield STATUS_CANCEL, None
+                return
+            yield STATUS_PENDING, pydicom.dcmread(io.BytesIO(self.archive.read(instance)))
+
+    def _on_get(self, event: Event) -> Iterator[Any]:
+        instances = self._retrieve_targets(event.identifier)
+        if instances is None:
+            yield 0
+            return
+        if len(instances) > MAX_SUBOPERATIONS:
+            instances = instances[:MAX_SUBOPERATIONS]
+        yield len(instances)
+        yield from self._datasets(event, instances)
+
+    def _on_move(self, event: Event) -> Iterator[Any]:
+        destination = event.move_destination
+        title = (
+            destination.decode("ascii", "replace")
+            if isinstance(destination, bytes)
+            else str(destination)
+        ).strip()
+        peer = self.peers.get(title)
+        if peer is None:
+            log.warning("C-MOVE to unknown destination %r", title)
+            yield None, None
+            return
+        instances = self._retrieve_targets(event.identifier) or []
+        instances = instances[:MAX_SUBOPERATIONS]
+        contexts = _contexts_for(instances)
+        yield (
+            peer[0],
+            peer[1],
+            {
+                "contexts": contexts,
+                "evt_handlers": [(evt.EVT_CONN_OPEN, set_nodelay)],
+            },
+        )
+        yield len(instances)
+        yield from self._datasets(event, instances)
+
+
+def _contexts_for(instances: list[StoredInstance]) -> list[PresentationContext]:
+    """Presentation contexts to propose for sending ``instances`` as stored (at most 128)."""
+    syntaxes: dict[str, list[str]] = {}
+    for instance in instances:
+        wanted = syntaxes.setdefault(instance.sop_class_uid, [])
+        if instance.transfer_syntax_uid not in wanted:
+            wanted.append(instance.transfer_syntax_uid)
+    contexts = [build_context(sop_class, ts) for sop_class, ts in syntaxes.items()]
+    return contexts[:128]
 
 
 def _empty(keyword: str) -> DataElement:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from pydicom.uid import (
 from carina.archive.dicomjson import instance_json
 from carina.core.errors import InstanceRejected
 
+_WARNINGS_LOCK = threading.Lock()
 REQUIRED_UIDS = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 _UID_CHARS = frozenset("0123456789.")
 
@@ -34,6 +36,7 @@ class ParsedInstance:
 
     data: bytes
     sha256: str
+    dataset_sha256: str
     sop_instance_uid: str
     sop_class_uid: str
     study_instance_uid: str
@@ -107,6 +110,27 @@ def _rewrite_part10(ds: Dataset, uids: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+
+
+def dataset_offset(data: bytes) -> int:
+    """Where the dataset of Part 10 bytes starts, after preamble, prefix and file meta group."""
+    if data[128:132] != b"DICM":
+        return 0
+    offset = 132
+    while offset + 8 <= len(data) and data[offset : offset + 2] == b"\x02\x00":
+        vr = data[offset + 4 : offset + 6]
+        if vr in _LONG_VRS:
+            length = int.from_bytes(data[offset + 8 : offset + 12], "little")
+            offset += 12 + length
+        else:
+            length = int.from_bytes(data[offset + 6 : offset + 8], "little")
+            offset += 8 + length
+    return min(offset, len(data))
+
+
 def _check_native_pixels(ds: Dataset, transfer_syntax: UID) -> None:
     if "PixelData" not in ds or transfer_syntax.is_compressed:
         return
@@ -148,7 +172,9 @@ def parse_instance(data: bytes) -> ParsedInstance:
     The bytes are stored unchanged when they are a DICOM Part 10 file with a transfer syntax in its
     file meta; a bare dataset (or a meta without transfer syntax) gets a constructed file meta.
     """
-    with warnings.catch_warnings(record=True) as caught:
+    # pydicom reports odd values as warnings; they are collected per instance. The warnings
+    # filters are process-wide, hence the lock around the collecting block.
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             ds, rewrite = _read(data)
@@ -171,6 +197,8 @@ def parse_instance(data: bytes) -> ParsedInstance:
                 data = _rewrite_part10(ds, uids)
                 ds = pydicom.dcmread(io.BytesIO(data))
             transfer_syntax = UID(ds.file_meta.TransferSyntaxUID)
+            if len(transfer_syntax) > 64 or not set(transfer_syntax) <= _UID_CHARS:
+                raise InstanceRejected(f"invalid TransferSyntaxUID {transfer_syntax[:80]!r}")
             _check_native_pixels(ds, transfer_syntax)
             study_uid = uids["StudyInstanceUID"]
             series_uid = uids["SeriesInstanceUID"]
@@ -184,6 +212,7 @@ def parse_instance(data: bytes) -> ParsedInstance:
     return ParsedInstance(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),
+        dataset_sha256=hashlib.sha256(memoryview(data)[dataset_offset(data) :]).hexdigest(),
         sop_instance_uid=sop_uid,
         sop_class_uid=uids["SOPClassUID"],
         study_instance_uid=study_uid,

@@ -12,6 +12,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import pixel_array
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from carina.core.errors import DicomDecodeError, NoPixelDataError, NotFoundError
 
@@ -43,6 +44,27 @@ def frame_bytes(ds: Dataset, number: int) -> bytes:
     """Frame ``number`` as uncompressed little-endian pixel values (PS3.18 octet-stream)."""
     array = decode_frame(ds, number)
     return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def can_convert_to_explicit_le(transfer_syntax: str) -> bool:
+    """Whether :func:`to_explicit_le` handles instances stored in ``transfer_syntax``."""
+    uid = UID(transfer_syntax)
+    return uid == ImplicitVRLittleEndian or (uid.is_compressed and not uid.is_deflated)
+
+
+def to_explicit_le(data: bytes) -> bytes:
+    """Stored Part 10 bytes converted to Explicit VR Little Endian (pixel data decompressed)."""
+    ds = read_dataset(data)
+    try:
+        if UID(ds.file_meta.TransferSyntaxUID).is_compressed:
+            ds.decompress(generate_instance_uid=False)
+        else:
+            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    except Exception as exc:  # decoders raise many types
+        raise DicomDecodeError(f"cannot convert to Explicit VR Little Endian: {exc}") from exc
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def _first(value: Any) -> float | None:

@@ -229,7 +229,8 @@ class Query:
     study_scope: Any = None
 
 
-def _statement(query: Query) -> Select[Any]:
+def build_statement(query: Query) -> Select[Any]:
+    """The catalog SELECT of ``query``; rows carry the models of its level and those above."""
     level = query.level
     columns: list[Any] = [Study, Patient]
     if level is S:
@@ -363,7 +364,7 @@ def search(session: Session, query: Query) -> list[dict[str, Any]]:
     """Matches of ``query`` as DICOM JSON objects, ordered by catalog insertion."""
     catalog, other = _fields(query)
     results: list[dict[str, Any]] = []
-    for row in session.execute(_statement(query)):
+    for row in session.execute(build_statement(query)):
         item: dict[str, Any] = {}
         for keyword in catalog:
             attribute = ATTRIBUTES[keyword]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ class FileStore:
         self.root = root
         self.instances_dir = root / _INSTANCES
         self.instances_dir.mkdir(parents=True, exist_ok=True)
+        self.journal_dir = root / "journal"
 
     @staticmethod
     def relative_path(sop_instance_uid: str) -> str:
@@ -89,6 +91,43 @@ class FileStore:
         """Relative paths of every final instance file in the store."""
         for path in self.instances_dir.rglob("*.dcm"):
             yield path.relative_to(self.root).as_posix()
+
+    # -- journal of batches in progress ------------------------------------------------------------
+
+    def begin(self, relatives: list[str]) -> Path:
+        """Record that files at ``relatives`` are about to be written; returns the journal entry.
+
+        The entry is removed by :meth:`end` once the batch is committed or cleaned up; entries left
+        by a process that died name the only places where leftovers can be.
+        """
+        self.journal_dir.mkdir(exist_ok=True)
+        entry = self.journal_dir / f"{os.getpid()}-{secrets.token_hex(8)}.json"
+        entry.write_text(json.dumps(relatives))
+        return entry
+
+    def end(self, entry: Path) -> None:
+        """Remove a journal entry."""
+        entry.unlink(missing_ok=True)
+
+    def pending(self) -> list[tuple[Path, list[str]]]:
+        """Journal entries left behind, with the paths each names (unreadable entries name none)."""
+        entries: list[tuple[Path, list[str]]] = []
+        for entry in sorted(self.journal_dir.glob("*.json")):
+            try:
+                relatives = [str(r) for r in json.loads(entry.read_text())]
+            except (OSError, ValueError, TypeError):
+                relatives = []
+            entries.append((entry, relatives))
+        return entries
+
+    def remove_temp_files_of(self, relative: str) -> int:
+        """Delete temporary files left by interrupted writes of ``relative``."""
+        final = self.root / relative
+        removed = 0
+        for path in final.parent.glob(f".{final.name}.*{TEMP_SUFFIX}"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
 
     def remove_temp_files(self) -> int:
         """Delete temporary files left by interrupted writes; returns how many were removed."""

@@ -123,3 +123,34 @@ def import_command(
             console.print(f"[red]import stopped: {exc}")
             raise typer.Exit(1) from exc
     _summary(results)
+
+
+def check_command(
+    data_dir: Path = typer.Option(
+        Path("data"), "--data-dir", envvar="CARINA_DATA_DIR", help="Archive data directory."
+    ),
+    database_url: str | None = typer.Option(
+        None, "--database-url", envvar="CARINA_DATABASE_URL", help="Catalog database URL."
+    ),
+    verify: bool = typer.Option(False, "--verify", help="Also re-hash every stored file."),
+) -> None:
+    """Check the archive: clear leftovers of interrupted writes, report missing or damaged files."""
+    try:
+        archive = open_archive(Settings(data_dir=data_dir, database_url=database_url))
+    except CarinaError as exc:
+        console.print(f"[red]cannot open the archive: {exc}")
+        raise typer.Exit(1) from exc
+    with archive:
+        report = archive.recover(full=True)
+        damaged = archive.verify() if verify else []
+    console.print(f"temporary files removed: {report.temp_files_removed}")
+    console.print(f"files without catalog row removed: {report.orphan_files_removed}")
+    console.print(f"catalog rows without file: {len(report.missing_files)}")
+    for relative in report.missing_files:
+        console.print(f"  missing {relative}", soft_wrap=True)
+    if verify:
+        console.print(f"files not matching their sha256: {len(damaged)}")
+        for relative in damaged:
+            console.print(f"  damaged {relative}", soft_wrap=True)
+    if report.missing_files or damaged:
+        raise typer.Exit(1)

@@ -7,7 +7,8 @@ from rich.console import Console
 
 from carina import __version__
 from carina.cli import deid, export, images, measure, render
-from carina.cli.archive import import_command
+from carina.cli.archive import check_command, import_command
+from carina.cli.pacs import pacs_app
 from carina.cli.serve import serve_command
 from carina.cli.users import audit_command, login_command, project_app, user_app
 
@@ -43,8 +44,10 @@ app.command("render")(render.render_command)
 app.command("deid")(deid.deid_command)
 app.add_typer(export.app, name="export")
 app.command("import")(import_command)
+app.command("check")(check_command)
 app.command("serve")(serve_command)
 app.command("audit")(audit_command)
 app.command("login")(login_command)
 app.add_typer(user_app, name="user")
 app.add_typer(project_app, name="project")
+app.add_typer(pacs_app, name="pacs")

@@ -23,6 +23,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=60000")
+    # LIKE is case-sensitive on PostgreSQL; make SQLite agree (DICOM wildcard matching is too)
+    cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
 
 

@@ -85,7 +85,11 @@ class Series(Base):
 
 
 class Instance(Base):
-    """A stored SOP instance: where its file is, what it holds, and its cached DICOM JSON."""
+    """A stored SOP instance: where its file is, what it holds, and its cached DICOM JSON.
+
+    ``sha256`` covers the file; ``dataset_sha256`` the dataset without the file meta group, which
+    records the sending application rather than the instance (used to recognise duplicates).
+    """
 
     __tablename__ = "instances"
 
@@ -100,6 +104,7 @@ class Instance(Base):
     transfer_syntax_uid: Mapped[str] = mapped_column(UID)
     size: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
+    dataset_sha256: Mapped[str] = mapped_column(String(64))
     path: Mapped[str] = mapped_column(String(512))
     metadata_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

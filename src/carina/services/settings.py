@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -13,6 +14,8 @@ class Settings(BaseSettings):
 
     ``database_url`` defaults to SQLite at ``data_dir/catalog.sqlite``. ``dicom_port`` ``None``
     (``CARINA_DICOM_PORT=none``) disables the DIMSE service; ``0`` picks a free port.
+    ``dicom_peers`` maps AE titles to ``host:port`` for C-MOVE (``CARINA_DICOM_PEERS`` as JSON).
+    ``cors_origins`` lists web origins (e.g. an OHIF viewer) allowed to call the API from a browser.
     ``public_url`` is the address clients reach the server at (used in RetrieveURL and
     BulkDataURI); by default it comes from each request's Host header.
 
@@ -32,7 +35,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     dicom_port: int | None = 11112
-    ae_title: str = "CARINA"
+    ae_title: str = Field(default="CARINA", min_length=1, max_length=16)
     public_url: str | None = None
     secret_key: SecretStr | None = None
     ssl_certfile: Path | None = None
@@ -49,6 +52,9 @@ class Settings(BaseSettings):
     def tls(self) -> bool:
         """Whether clients reach the server over HTTPS (own certificate or a proxy)."""
         return self.https or self.ssl_certfile is not None
+
+    dicom_peers: dict[str, str] = {}
+    cors_origins: list[str] = []
 
     def to_env(self) -> dict[str, str]:
         """These settings as ``CARINA_*`` environment variables."""
@@ -74,6 +80,10 @@ class Settings(BaseSettings):
             env["CARINA_SSL_KEYFILE"] = str(self.ssl_keyfile)
         if self.database_url is not None:
             env["CARINA_DATABASE_URL"] = self.database_url
+        if self.dicom_peers:
+            env["CARINA_DICOM_PEERS"] = json.dumps(self.dicom_peers)
+        if self.cors_origins:
+            env["CARINA_CORS_ORIGINS"] = json.dumps(self.cors_origins)
         if self.public_url is not None:
             env["CARINA_PUBLIC_URL"] = self.public_url
         return env

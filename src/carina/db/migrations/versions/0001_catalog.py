@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("transfer_syntax_uid", sa.String(length=64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("dataset_sha256", sa.String(length=64), nullable=False),
         sa.Column("path", sa.String(length=512), nullable=False),
         sa.Column("metadata_json", sa.Text(), nullable=False),
         sa.Column(
