@@ -12,11 +12,13 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,deid]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,deid,postgres]'
 	touch $(STAMP)
 
+DATA_DIR ?= data
+
 run: $(STAMP)
-	$(BIN)/carina
+	bash scripts/run.sh $(DATA_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
@@ -36,7 +38,9 @@ test-slow: $(STAMP)
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m slow
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,deid,bench]'
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m bench -s
+	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python bench/deid.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.xml
