@@ -27,6 +27,8 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     "project.studies.manage": {"owner", "manager"},
     "project.members.manage": {"owner", "manager"},
     "project.owner.assign": {"owner"},
+    "project.deid.manage": {"owner", "manager"},
+    "project.reidentify": {"owner"},
 }
 EXPECTED_SITE_ACTIONS = {"self.read", "self.manage", "project.create", "project.list"}
 
@@ -79,6 +81,9 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("DELETE", "/api/projects/{project}/studies/{study}"): "project.studies.manage",
     ("GET", "/api/audit"): "audit.read",
     ("POST", "/api/instances"): "study.store",
+    ("GET", "/api/projects/{project}/deid"): "project.read",
+    ("PUT", "/api/projects/{project}/deid"): "project.deid.manage",
+    ("POST", "/api/projects/{project}/reidentify"): "project.reidentify",
     **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
     **{(m, "/projects/{project}/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
 }

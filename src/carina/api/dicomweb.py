@@ -42,6 +42,7 @@ from carina.archive.query import Query as CatalogQuery
 from carina.auth import Action
 from carina.auth.audit import ALLOWED
 from carina.core.errors import NotFoundError, StorageError
+from carina.services import project_deid
 
 ArchiveDep = Annotated[Archive, Depends(get_archive)]
 DICOM_JSON = "application/dicom+json"
@@ -162,6 +163,28 @@ def _outside_project(
     return kept, refused
 
 
+def _deidentify_parts(
+    request: Request, project: str, parts: list[Part]
+) -> tuple[list[Part], list[IngestResult]]:
+    """The parts de-identified by the project's policy (unchanged when it has none), and
+    refusals of those that cannot be: nothing identified is stored into such a project."""
+    data_dir = request.app.state.settings.data_dir
+    if not project_deid.load_policy(data_dir, project).enabled:
+        return parts, []
+    items: list[tuple[str | None, bytes]] = [
+        (str(number), bytes(part.content)) for number, part in enumerate(parts, 1)
+    ]
+    clean, failed = project_deid.deidentify_items(data_dir, project, items)
+    by_source = dict(clean)
+    kept = [
+        Part(headers=part.headers, content=bytearray(by_source[str(number)]))
+        for number, part in enumerate(parts, 1)
+        if str(number) in by_source
+    ]
+    refused = [IngestResult(IngestStatus.REJECTED, source, reason=why) for source, why in failed]
+    return kept, refused
+
+
 def _add_to_project(request: Request, project: str, studies: list[str]) -> None:
     access = _access(request)
     added = get_auth(request).add_studies(project, studies)
@@ -191,6 +214,8 @@ async def _stow(request: Request, archive: Archive, study: str | None) -> Respon
     failures: list[tuple[IngestResult, int]] = []
     project = _access(request).project
     if project is not None:
+        parts, unclean = await run_in_threadpool(_deidentify_parts, request, project, parts)
+        failures.extend((result, REASON_CANNOT_UNDERSTAND) for result in unclean)
         parts, refused = await run_in_threadpool(_outside_project, request, project, parts)
         failures.extend((result, REASON_NOT_IN_PROJECT) for result in refused)
     for start in range(0, len(parts), STOW_BATCH):

@@ -24,7 +24,8 @@ from carina.auth import Action, AuditLog, AuthStore, LoginLimiter, Principal, Ro
 from carina.auth.audit import ALLOWED, DENIED, FAILED, to_csv
 from carina.auth.store import NAME_PATTERN
 from carina.auth.tokens import csrf_token
-from carina.core.errors import NotFoundError
+from carina.core.errors import CarinaError, ConfigurationError, NotFoundError
+from carina.services import project_deid
 
 router = APIRouter()
 
@@ -458,11 +459,18 @@ def add_studies(
     access: Annotated[Access, _in_project(Action.MANAGE_STUDIES)],
 ) -> StudiesOut:
     """Add stored studies to a project: administrators any, others those of projects where
-    they manage studies (unknown or invisible studies: 404)."""
+    they manage studies (unknown or invisible studies: 404). A project that de-identifies at
+    ingest gets de-identified copies; the answer lists the UIDs it then holds."""
     assert access.project is not None
     if store.shareable(access.principal, body.study_uids) != set(body.study_uids):
         raise NotFoundError("study not found")
-    added = store.add_studies(access.project, body.study_uids)
+    data_dir = request.app.state.settings.data_dir
+    uids = list(body.study_uids)
+    if project_deid.load_policy(data_dir, access.project).enabled:
+        uids, _results = project_deid.copy_studies(
+            request.app.state.archive, data_dir, access.project, uids
+        )
+    added = store.add_studies(access.project, uids)
     for uid in added:
         _record(request, access, "project.studies.add", f"study {uid}")
     return StudiesOut(project=access.project, study_uids=added)
@@ -479,6 +487,109 @@ def remove_study(
     assert access.project is not None
     store.remove_study(access.project, study)
     _record(request, access, "project.studies.remove", f"study {study}")
+
+
+class DeidPolicyIn(BaseModel):
+    enabled: bool
+    profile: str = Field(default="basic", max_length=32)
+    options: list[str] = Field(default_factory=list, max_length=32)
+
+
+class DeidPolicyOut(BaseModel):
+    project: str
+    enabled: bool
+    profile: str
+    options: list[str]
+    edition: str
+
+
+class ReidentifyIn(BaseModel):
+    pseudonym: str | None = Field(default=None, max_length=64)
+    study_uid: str | None = Field(default=None, max_length=64)
+
+
+class ReidentifyOut(BaseModel):
+    pseudonym: str | None = None
+    patient_id: str | None = None
+    patient_name: str | None = None
+    issuer: str | None = None
+    study_uid: str | None = None
+    original_study_uid: str | None = None
+
+
+def _policy_out(project: str, policy: project_deid.DeidPolicy) -> DeidPolicyOut:
+    return DeidPolicyOut(
+        project=project,
+        enabled=policy.enabled,
+        profile=policy.profile,
+        options=list(policy.options),
+        edition=policy.edition,
+    )
+
+
+@router.get("/projects/{project}/deid", tags=["projects"])
+def get_deid_policy(
+    request: Request, access: Annotated[Access, _in_project(Action.READ_PROJECT)]
+) -> DeidPolicyOut:
+    """The project's de-identification policy, applied to everything stored into it."""
+    assert access.project is not None
+    policy = project_deid.load_policy(request.app.state.settings.data_dir, access.project)
+    return _policy_out(access.project, policy)
+
+
+@router.put("/projects/{project}/deid", tags=["projects"])
+def set_deid_policy(
+    request: Request,
+    body: DeidPolicyIn,
+    access: Annotated[Access, _in_project(Action.MANAGE_DEID)],
+) -> DeidPolicyOut:
+    """Set the policy (owners and managers). It applies to what is stored from now on; studies
+    already in the project are not changed."""
+    assert access.project is not None
+    try:
+        policy = project_deid.save_policy(
+            request.app.state.settings.data_dir,
+            access.project,
+            project_deid.DeidPolicy(body.enabled, body.profile, tuple(body.options)),
+        )
+    except ConfigurationError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    detail = f"enabled={policy.enabled} profile={policy.profile} options={','.join(policy.options)}"
+    _record(request, access, "project.deid.set", f"project {access.project}", detail)
+    return _policy_out(access.project, policy)
+
+
+@router.post("/projects/{project}/reidentify", tags=["projects"])
+def reidentify(
+    request: Request,
+    body: ReidentifyIn,
+    access: Annotated[Access, _in_project(Action.REIDENTIFY)],
+) -> ReidentifyOut:
+    """The identity behind a patient pseudonym or a pseudonymous study UID (project owners;
+    every answer is audited)."""
+    assert access.project is not None
+    if body.pseudonym is None and body.study_uid is None:
+        raise HTTPException(422, "give a pseudonym or a study_uid")
+    resource = f"pseudonym {body.pseudonym}" if body.pseudonym else f"study {body.study_uid}"
+    try:
+        identity, original = project_deid.reidentify(
+            request.app.state.settings.data_dir,
+            access.project,
+            pseudonym=body.pseudonym,
+            study_uid=body.study_uid,
+        )
+    except CarinaError as exc:
+        _record(request, access, "project.reidentify", resource, f"not found: {exc}")
+        raise NotFoundError("no such pseudonym or study in this project") from exc
+    _record(request, access, "project.reidentify", resource, "identity disclosed")
+    return ReidentifyOut(
+        pseudonym=identity.pseudonym if identity else None,
+        patient_id=identity.patient_id if identity else None,
+        patient_name=identity.patient_name if identity else None,
+        issuer=identity.issuer if identity else None,
+        study_uid=body.study_uid,
+        original_study_uid=original,
+    )
 
 
 # -- audit ----------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ class Action(enum.StrEnum):
     MANAGE_STUDIES = "project.studies.manage"
     READ_STUDY = "study.read"
     STORE_STUDY = "study.store"
+    MANAGE_DEID = "project.deid.manage"
+    REIDENTIFY = "project.reidentify"
     MANAGE_USERS = "users.manage"
     READ_AUDIT = "audit.read"
 
@@ -48,6 +50,8 @@ GRANTS: dict[Action, frozenset[Role]] = {
     Action.MANAGE_STUDIES: frozenset({Role.OWNER, Role.MANAGER}),
     Action.MANAGE_MEMBERS: frozenset({Role.OWNER, Role.MANAGER}),
     Action.ASSIGN_OWNER: frozenset({Role.OWNER}),
+    Action.MANAGE_DEID: frozenset({Role.OWNER, Role.MANAGER}),
+    Action.REIDENTIFY: frozenset({Role.OWNER}),
 }
 
 SITE_ACTIONS = frozenset(

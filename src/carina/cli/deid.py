@@ -21,6 +21,7 @@ from carina.deid import (
     deidentify_tree,
     find_residual_phi,
     load_secret,
+    options_for,
 )
 
 console = Console()
@@ -30,10 +31,7 @@ err_console = Console(stderr=True)
 def _options(profile: str, names: list[str]) -> DeidOptions:
     if profile not in PROFILES:
         raise typer.BadParameter(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-    base = PROFILES[profile]
-    extra = DeidOptions.from_names(names)
-    merged = dict.fromkeys((*base.active(), *extra.active()), True)
-    return DeidOptions(**merged)
+    return options_for(profile, names)
 
 
 def deid_command(

@@ -23,6 +23,7 @@ from carina.deid.profile import (
     ProfileRule,
     ProfileTable,
     annex_e,
+    options_for,
     safe_private,
 )
 from carina.deid.pseudonym import (
@@ -57,6 +58,7 @@ __all__ = [
     "find_residual_phi",
     "find_text",
     "load_secret",
+    "options_for",
     "reidentify",
     "reidentify_study",
     "safe_private",

@@ -89,6 +89,15 @@ PROFILES: dict[str, DeidOptions] = {
 }
 
 
+def options_for(profile: str, names: list[str] | tuple[str, ...] = ()) -> DeidOptions:
+    """The options of a preset profile plus extra options by CLI name (``retain-uids``)."""
+    if profile not in PROFILES:
+        raise ConfigurationError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    extra = DeidOptions.from_names(list(names))
+    merged = dict.fromkeys((*PROFILES[profile].active(), *extra.active()), True)
+    return DeidOptions(**merged)
+
+
 @dataclass(frozen=True)
 class ProfileRule:
     """One row of Table E.1-1: the tag pattern, the basic action and the option columns."""
