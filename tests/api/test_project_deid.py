@@ -52,6 +52,11 @@ def _stow(site: Site, user: str, files: list[Path], project: str = "alpha") -> d
     return result
 
 
+# The fake-PHI files are secondary captures (burned-in text risk): projects that take them clean
+# pixel data, or refuse them (see test_burned_in_text_needs_pixel_cleaning).
+CLEAN_PIXELS = {"options": ["clean-pixel-data"]}
+
+
 def _enable(site: Site, user: str = "owner", **extra: object) -> None:
     response = site.client.put(
         "/api/projects/alpha/deid", json={"enabled": True, **extra}, headers=site.headers(user)
@@ -93,7 +98,7 @@ def test_stow_into_a_deidentifying_project_stores_no_phi(
     fresh_site: Site, shared_data: Path
 ) -> None:
     site = fresh_site
-    _enable(site)
+    _enable(site, **CLEAN_PIXELS)
     ct = shared_data / "deid_fake_phi" / "humans" / "ctbrain1.dcm"
     files = [*sorted((shared_data / COOKIES).glob("*.dcm"))[:3], ct]
     originals = [pydicom.dcmread(f) for f in files]
@@ -137,7 +142,7 @@ def test_stow_into_a_deidentifying_project_stores_no_phi(
 
 def test_reidentification_for_owners_only_and_audited(fresh_site: Site, shared_data: Path) -> None:
     site = fresh_site
-    _enable(site)
+    _enable(site, **CLEAN_PIXELS)
     source = shared_data / "deid_fake_phi" / "humans" / "ctbrain1.dcm"
     original = pydicom.dcmread(source, stop_before_pixels=True)
     _stow(site, "annotator", [source])
@@ -235,3 +240,29 @@ def test_without_a_policy_nothing_changes(fresh_site: Site, shared_data: Path, u
         headers=site.headers("viewer"),
     ).json()
     assert studies[0]["00100020"]["Value"][0] == str(original.PatientID)
+
+
+def test_burned_in_text_needs_pixel_cleaning(fresh_site: Site, shared_data: Path) -> None:
+    site = fresh_site
+    ultrasound = shared_data / "deid_fake_phi" / "ultrasounds" / "GREYSCALE_IMAGE.dcm"
+    _enable(site)  # basic profile: pixels are not cleaned, so such objects are refused
+    refused = _stow(site, "annotator", [ultrasound])
+    assert refused["status"] == 409
+    before = site.client.get("/projects/alpha/dicom-web/studies", headers=site.headers("viewer"))
+    assert len(before.json()) == 1
+    _enable(site, options=["clean-pixel-data"])
+    stored = _stow(site, "annotator", [ultrasound])
+    assert stored["status"] == 200
+    (url,) = [
+        item["00081190"]["Value"][0]
+        for item in stored["00081199"]["Value"]  # type: ignore[index]
+    ]
+    path = url[url.index("/projects/") :]
+    response = site.client.get(
+        path,
+        headers={**site.headers("viewer"), "Accept": 'multipart/related; type="application/dicom"'},
+    )
+    ((_, content),) = split_multipart(response.content, response.headers["content-type"])
+    ds = pydicom.dcmread(io.BytesIO(content))
+    assert ds.BurnedInAnnotation == "NO"
+    assert ds.PatientIdentityRemoved == "YES"

@@ -34,6 +34,7 @@ from carina.deid import (
     Deidentifier,
     MappingStore,
     PatientIdentity,
+    burned_in_risk,
     options_for,
 )
 
@@ -130,6 +131,11 @@ def deidentify_items(
                 ds = pydicom.dcmread(io.BytesIO(data), force=True)
                 if "SOPInstanceUID" not in ds:
                     raise DeidentificationError("not a DICOM instance (no SOPInstanceUID)")
+                if not options.clean_pixel_data and (risk := burned_in_risk(ds)):
+                    raise DeidentificationError(
+                        f"burned-in text risk ({', '.join(risk)}) and the project's policy does "
+                        "not clean pixel data (option clean-pixel-data)"
+                    )
                 clean, _report = deidentifier.apply(ds, source or "", inplace=True)
                 out = io.BytesIO()
                 clean.save_as(out, enforce_file_format=True)
