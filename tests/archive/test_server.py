@@ -255,6 +255,19 @@ def test_cget_and_cmove(live: Live, lung_ct_files: list[Path]) -> None:
     assert unknown[-1][0].Status == 0xA801
 
 
+def test_dimse_activity_is_in_the_audit_log(live: Live, lung_ct_files: list[Path]) -> None:
+    """After the C-STORE/C-FIND/C-GET/C-MOVE tests above: who did what over DIMSE is audited."""
+    rows = httpx.get(
+        f"{live.url}/api/audit", params={"limit": 1000}, headers=live.headers, timeout=30
+    ).json()
+    actions = {r["action"] for r in rows}
+    assert {"dimse.c-store", "dimse.c-find", "dimse.c-get", "dimse.c-move"} <= actions
+    study = str(pydicom.dcmread(lung_ct_files[0], stop_before_pixels=True).StudyInstanceUID)
+    stores = [r for r in rows if r["action"] == "dimse.c-store"]
+    assert any(study in r["resource"] and r["user_name"] == "AE TESTSCU" for r in stores)
+    assert all(r["client_ip"] == "127.0.0.1" for r in stores)
+
+
 def test_dicomweb_client(live: Live, lung_ct_files: list[Path], shared_data: Path) -> None:
     client = DICOMwebClient(url=f"{live.url}/dicom-web", headers=live.headers)
     jp2k = pydicom.dcmread(shared_data / "dicom_variants" / "pydicom" / "MR_small_jp2klossless.dcm")

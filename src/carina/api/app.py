@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -17,9 +17,9 @@ from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from carina.api.rest import router as rest_router
 from carina.api.upload import router as upload_router
 from carina.archive import Archive
-from carina.archive.dimse import DimseServer
+from carina.archive.dimse import DimseActivity, DimseServer
 from carina.archive.query import QueryError
-from carina.auth import LoginLimiter
+from carina.auth import AuditLog, LoginLimiter
 from carina.core.errors import (
     CarinaError,
     ConfigurationError,
@@ -62,6 +62,23 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _audit_dimse(audit: AuditLog) -> Callable[[DimseActivity], None]:
+    """Audit rows for what DICOM peers do (they have AE titles, not user accounts)."""
+
+    def record(activity: DimseActivity) -> None:
+        shown = ", ".join(activity.studies[:20]) + (" ..." if len(activity.studies) > 20 else "")
+        audit.record(
+            action=f"dimse.{activity.operation.lower()}",
+            outcome=activity.outcome,
+            user_name=f"AE {activity.calling_ae}",
+            resource=f"studies {shown}" if activity.studies else "",
+            client_ip=activity.address,
+            detail=f"{activity.count} instance(s); {activity.detail}".strip("; "),
+        )
+
+    return record
+
+
 def create_app(settings: Settings | None = None, archive: Archive | None = None) -> FastAPI:
     """The Carina HTTP application.
 
@@ -91,6 +108,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
                 settings.host,
                 settings.dicom_port,
                 peers=settings.dicom_peers,
+                allowed_callers=settings.dicom_allowed_callers,
+                on_activity=_audit_dimse(app.state.audit),
             )
             dimse.start()
         app.state.dimse = dimse

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import logging
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pydicom
@@ -97,6 +99,23 @@ def parse_peer(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class DimseActivity:
+    """What one DICOM peer did: reported to ``on_activity`` for the audit log.
+
+    C-STORE is reported once per association (when it ends), with the studies written and the
+    number of instances; C-FIND, C-GET and C-MOVE once per request; refused associations too.
+    """
+
+    operation: str  # "C-STORE", "C-FIND", "C-GET", "C-MOVE" or "ASSOCIATE"
+    calling_ae: str
+    address: str
+    outcome: str  # "allowed", "denied" or "failed"
+    studies: tuple[str, ...] = ()
+    count: int = 0
+    detail: str = ""
+
+
 class DimseServer:
     """A DICOM listener storing into and answering queries from ``archive``.
 
@@ -113,8 +132,14 @@ class DimseServer:
         host: str,
         port: int,
         peers: dict[str, str] | None = None,
+        *,
+        allowed_callers: list[str] | None = None,
+        on_activity: Callable[[DimseActivity], None] | None = None,
     ) -> None:
         self.archive = archive
+        self.on_activity = on_activity
+        self._stores: dict[int, dict[str, int]] = {}
+        self._stores_lock = threading.Lock()
         self.ae_title = ae_title
         self.host = host
         self._port = port
@@ -125,6 +150,9 @@ class DimseServer:
         self.ae = AE(ae_title=ae_title)
         # large PDUs: fewer P-DATA fragments to assemble per instance (the default is 16 KiB)
         self.ae.maximum_pdu_size = MAX_PDU
+        if allowed_callers:
+            # associations from other calling AE titles are rejected (and reported)
+            self.ae.require_calling_aet = [title.strip() for title in allowed_callers]
         for context in AllStoragePresentationContexts:
             if context.abstract_syntax is not None:
                 self.ae.add_supported_context(
@@ -159,6 +187,9 @@ class DimseServer:
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_C_GET, self._on_get),
             (evt.EVT_C_MOVE, self._on_move),
+            (evt.EVT_RELEASED, self._on_end),
+            (evt.EVT_ABORTED, self._on_end),
+            (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = self.ae.start_server(
             (self.host, self._port), block=False, evt_handlers=handlers
@@ -171,6 +202,48 @@ class DimseServer:
             self._server.shutdown()
             self._server = None
 
+    def _report(
+        self,
+        event: Event,
+        operation: str,
+        outcome: str,
+        studies: tuple[str, ...] = (),
+        count: int = 0,
+        detail: str = "",
+    ) -> None:
+        if self.on_activity is None:
+            return
+        requestor = event.assoc.requestor
+        activity = DimseActivity(
+            operation=operation,
+            calling_ae=str(requestor.ae_title).strip(),
+            address=str(requestor.address),
+            outcome=outcome,
+            studies=studies,
+            count=count,
+            detail=detail,
+        )
+        try:
+            self.on_activity(activity)
+        except Exception:  # the audit must not break the DICOM service; it is logged
+            log.exception("cannot record DIMSE activity %s", activity)
+
+    def _on_end(self, event: Event) -> None:
+        with self._stores_lock:
+            stored = self._stores.pop(id(event.assoc), None)
+        if stored:
+            self._report(
+                event,
+                "C-STORE",
+                "allowed",
+                tuple(sorted(stored)),
+                sum(stored.values()),
+                "instances stored" if event.event is evt.EVT_RELEASED else "association aborted",
+            )
+
+    def _on_rejected(self, event: Event) -> None:
+        self._report(event, "ASSOCIATE", "denied", detail="calling AE title not allowed")
+
     def _on_store(self, event: Event) -> Dataset:
         data = event.encoded_dataset(include_meta=True)
         try:
@@ -179,6 +252,10 @@ class DimseServer:
             log.error("C-STORE failed: %s", exc)
             return _status(STATUS_OUT_OF_RESOURCES, str(exc))
         if result.status.ok:
+            if result.study_instance_uid:
+                with self._stores_lock:
+                    counts = self._stores.setdefault(id(event.assoc), {})
+                    counts[result.study_instance_uid] = counts.get(result.study_instance_uid, 0) + 1
             return _status(STATUS_SUCCESS)
         if result.status is IngestStatus.CONFLICT:
             return _status(STATUS_DUPLICATE, result.reason)
@@ -211,6 +288,11 @@ class DimseServer:
             log.warning("C-FIND refused: %s", exc)
             yield STATUS_IDENTIFIER_MISMATCH, None
             return
+        studies = tuple(
+            sorted({str(m["0020000D"]["Value"][0]) for m in matches if "0020000D" in m})
+        )
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(filters.items()))
+        self._report(event, "C-FIND", "allowed", studies, len(matches), f"{level_name} {summary}")
         seen: set[str] = set()
         for match in matches:
             if event.is_cancelled:
@@ -263,6 +345,8 @@ class DimseServer:
             return
         if len(instances) > MAX_SUBOPERATIONS:
             instances = instances[:MAX_SUBOPERATIONS]
+        studies = tuple(sorted({i.study_instance_uid for i in instances}))
+        self._report(event, "C-GET", "allowed", studies, len(instances), "instances sent")
         yield len(instances)
         yield from self._datasets(event, instances)
 
@@ -276,10 +360,13 @@ class DimseServer:
         peer = self.peers.get(title)
         if peer is None:
             log.warning("C-MOVE to unknown destination %r", title)
+            self._report(event, "C-MOVE", "denied", detail=f"unknown destination {title}")
             yield None, None
             return
         instances = self._retrieve_targets(event.identifier) or []
         instances = instances[:MAX_SUBOPERATIONS]
+        studies = tuple(sorted({i.study_instance_uid for i in instances}))
+        self._report(event, "C-MOVE", "allowed", studies, len(instances), f"sent to {title}")
         contexts = _contexts_for(instances)
         yield (
             peer[0],

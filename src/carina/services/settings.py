@@ -15,6 +15,8 @@ class Settings(BaseSettings):
     ``database_url`` defaults to SQLite at ``data_dir/catalog.sqlite``. ``dicom_port`` ``None``
     (``CARINA_DICOM_PORT=none``) disables the DIMSE service; ``0`` picks a free port.
     ``dicom_peers`` maps AE titles to ``host:port`` for C-MOVE (``CARINA_DICOM_PEERS`` as JSON).
+    ``dicom_allowed_callers`` (``CARINA_DICOM_ALLOWED_CALLERS``, JSON list) restricts the DIMSE
+    listener to those calling AE titles; empty accepts any caller (bind it to loopback then).
     ``cors_origins`` lists web origins (e.g. an OHIF viewer) allowed to call the API from a browser.
     ``public_url`` is the address clients reach the server at (used in RetrieveURL and
     BulkDataURI); by default it comes from each request's Host header.
@@ -54,6 +56,7 @@ class Settings(BaseSettings):
         return self.https or self.ssl_certfile is not None
 
     dicom_peers: dict[str, str] = {}
+    dicom_allowed_callers: list[str] = []
     cors_origins: list[str] = []
 
     def to_env(self) -> dict[str, str]:
@@ -82,6 +85,8 @@ class Settings(BaseSettings):
             env["CARINA_DATABASE_URL"] = self.database_url
         if self.dicom_peers:
             env["CARINA_DICOM_PEERS"] = json.dumps(self.dicom_peers)
+        if self.dicom_allowed_callers:
+            env["CARINA_DICOM_ALLOWED_CALLERS"] = json.dumps(self.dicom_allowed_callers)
         if self.cors_origins:
             env["CARINA_CORS_ORIGINS"] = json.dumps(self.cors_origins)
         if self.public_url is not None:
