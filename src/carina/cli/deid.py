@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from carina.cli.progress import stage_progress
 from carina.core.errors import CarinaError
 from carina.deid import (
     PROFILE_EDITION,
@@ -86,18 +86,11 @@ def deid_command(
 
 
 def _run(source: Path, output: Path, deid: Deidentifier, jobs: int) -> list[FileResult]:
-    with Progress(
-        TextColumn("De-identifying"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("deid", total=None)
+    with stage_progress() as bar:
+        assert bar is not None
 
         def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+            bar("deid", done, total)
 
         return deidentify_tree(source, output, deid, update, workers=jobs)
 

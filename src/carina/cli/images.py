@@ -3,48 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from carina.cli.progress import stage_progress
 from carina.core.errors import CarinaError
-from carina.services.images import InspectResult, Progress, SeriesReport, convert, inspect
+from carina.services.images import InspectResult, SeriesReport, convert, inspect
 
 console = Console()
 err_console = Console(stderr=True)
-
-_STAGES = {"scan": "Reading headers", "load": "Loading series", "convert": "Writing"}
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress | None]:
-    """Rich progress bars for the stages a service reports; silent when ``enabled`` is False."""
-    if not enabled:
-        yield None
-        return
-    with RichProgress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield update
 
 
 def _fmt(values: tuple[float, ...] | None, digits: int = 4, sep: str = " x ") -> str:
@@ -104,7 +75,7 @@ def info_command(
 ) -> None:
     """Describe the series found: modality, shape, spacing, orientation, value range, problems."""
     try:
-        with _progress(not as_json) as update:
+        with stage_progress(not as_json) as update:
             result = inspect(path, progress=update)
     except CarinaError as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
@@ -138,7 +109,7 @@ def convert_command(
 ) -> None:
     """Convert images to NIfTI, NRRD or MetaImage (LPS geometry kept, RAS written for NIfTI)."""
     try:
-        with _progress(True) as update:
+        with stage_progress(True) as update:
             written = convert(
                 source,
                 output,

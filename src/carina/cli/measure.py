@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from carina.cli.images import _progress
+from carina.cli.progress import stage_progress
 from carina.core.errors import CarinaError
 from carina.services.measure import quantify_files
 
@@ -31,7 +31,7 @@ def quant_command(
 ) -> None:
     """Volume and intensity statistics (HU for CT) per label and per connected component."""
     try:
-        with _progress(True) as update:
+        with stage_progress(True) as update:
             result = quantify_files(
                 image,
                 labels,
