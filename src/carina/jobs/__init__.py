@@ -11,6 +11,7 @@ from carina.jobs.engine import Engine
 from carina.jobs.registry import (
     JobCancelled,
     JobError,
+    JobInterrupted,
     JobKind,
     JobTimedOut,
     TransientJobError,
@@ -27,6 +28,7 @@ __all__ = [
     "JobCancelled",
     "JobContext",
     "JobError",
+    "JobInterrupted",
     "JobKind",
     "JobRecord",
     "JobStatus",

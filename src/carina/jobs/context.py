@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
-from carina.jobs.registry import JobCancelled, JobTimedOut
+from carina.jobs.registry import JobCancelled, JobInterrupted, JobTimedOut
 from carina.jobs.store import JobStore
 
 
@@ -20,6 +21,7 @@ class JobContext:
         *,
         timeout_s: float | None = None,
         worker: str = "",
+        stopping: threading.Event | None = None,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -27,19 +29,25 @@ class JobContext:
         self.worker = worker
         self._deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._timeout_s = timeout_s
+        self._stopping = stopping
 
-    def check(self) -> None:
-        """Raise if the job should stop: time limit passed, cancellation requested, row lost."""
+    def _limits(self) -> None:
+        if self._stopping is not None and self._stopping.is_set():
+            raise JobInterrupted("the jobs engine is shutting down")
         if self._deadline is not None and time.monotonic() > self._deadline:
             raise JobTimedOut(f"timed out after {self._timeout_s:g} s")
+
+    def check(self) -> None:
+        """Raise if the job should stop: engine stopping, time limit passed, cancellation
+        requested."""
+        self._limits()
         requested = self.store.cancel_requested(self.job_id)
         if requested:
             raise JobCancelled("cancellation requested")
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Record progress (``fraction`` in [0, 1]); raises when the job should stop."""
-        if self._deadline is not None and time.monotonic() > self._deadline:
-            raise JobTimedOut(f"timed out after {self._timeout_s:g} s")
+        self._limits()
         requested = self.store.progress(self.job_id, self.attempt, fraction, message)
         if requested is None:
             raise JobCancelled("this run no longer owns the job")

@@ -18,7 +18,7 @@ from distributed import Client, Future, LocalCluster
 from carina.db import create_db_engine, upgrade_database
 from carina.jobs.registry import JobError, get_kind
 from carina.jobs.store import JobRecord, JobStatus, JobStore
-from carina.jobs.worker import run_job
+from carina.jobs.worker import run_job, stopping
 
 
 class Engine:
@@ -87,19 +87,25 @@ class Engine:
         self._watchdog.start()
 
     def close(self) -> None:
-        """Stop watching and disconnect; unfinished jobs stay in the database for the next start."""
+        """Stop watching and disconnect without waiting for running jobs: unfinished jobs stay
+        queued or running in the database for the next start."""
         self._stop.set()
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None
         with self._lock:
             self._futures.clear()
+        # in-process workers end their jobs at the next progress report; worker processes of a
+        # local cluster are killed by their nannies; the rows stay running for the next start
+        stop = stopping(self.db_url)
+        stop.set()
         if self.client is not None:
             self.client.close()
             self.client = None
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
+        stop.clear()
         self.store.engine.dispose()
 
     # -- jobs -------------------------------------------------------------------------------
@@ -163,7 +169,9 @@ class Engine:
                 if record.id in self._futures:
                     continue
             if self.store.requeue(record.id, "resubmitted at engine start"):
-                self._dispatch(record)
+                requeued = self.store.get(record.id)
+                assert requeued is not None
+                self._dispatch(requeued)
                 ids.append(record.id)
         return ids
 
@@ -177,6 +185,7 @@ class Engine:
             self.db_url,
             record.id,
             self.backoff_s,
+            record.attempts,
             key=f"carina-job-{record.id}-{uuid.uuid4().hex[:8]}",
             pure=False,
             resources=record.resources or None,

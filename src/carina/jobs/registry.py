@@ -30,6 +30,11 @@ class JobCancelled(JobError):  # noqa: N818 - the name states what happened, as 
     """Raised inside a job when its cancellation was requested or its run was superseded."""
 
 
+class JobInterrupted(JobError):  # noqa: N818
+    """Raised inside a job whose engine is shutting down; the job stays running in the database
+    and is resubmitted when an engine starts again."""
+
+
 class JobTimedOut(JobError):  # noqa: N818
     """Raised inside a job whose attempt ran past its time limit."""
 

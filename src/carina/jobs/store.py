@@ -191,13 +191,27 @@ class JobStore:
     def _append_log(self, session: Session, row: Job, text: str) -> None:
         row.log = _append(row.log, text)
 
-    def claim(self, job_id: int, worker: str) -> int | None:
+    def claim(self, job_id: int, worker: str, dispatched_at: int | None = None) -> int | None:
         """Start a new attempt of a queued job on ``worker``; its attempt number, or None when the
-        job is not queued (cancelled, finished or claimed by another run)."""
+        job is not this run's to start (cancelled, finished, claimed elsewhere).
+
+        ``dispatched_at`` is the attempt count when the job was handed to the cluster: a running
+        job whose count has moved past it was started by the same hand-over, on a worker that
+        died, and the executor is running it again, so this run takes over.
+        """
         with Session(self.engine) as session, session.begin():
             row = session.get(Job, job_id, with_for_update=True)
-            if row is None or row.status != JobStatus.QUEUED.value:
+            if row is None:
                 return None
+            rerun = (
+                dispatched_at is not None
+                and row.status == JobStatus.RUNNING.value
+                and row.attempts > dispatched_at
+            )
+            if row.status != JobStatus.QUEUED.value and not rerun:
+                return None
+            if rerun:
+                self._append_log(session, row, f"worker {row.worker} lost; running again")
             row.status = JobStatus.RUNNING.value
             row.attempts += 1
             row.worker = worker

@@ -19,6 +19,7 @@ from carina.jobs.context import JobContext
 from carina.jobs.registry import (
     JobCancelled,
     JobError,
+    JobInterrupted,
     JobTimedOut,
     TransientJobError,
     UnknownJobKind,
@@ -27,7 +28,15 @@ from carina.jobs.registry import (
 from carina.jobs.store import JobStore
 
 _ENGINES: dict[str, Engine] = {}
+_STOPPING: dict[str, threading.Event] = {}
 _LOCK = threading.Lock()
+
+
+def stopping(db_url: str) -> threading.Event:
+    """Set while an engine on ``db_url`` in this process shuts down: jobs running in this process
+    (an in-process cluster) stop at their next progress report, leaving their rows running."""
+    with _LOCK:
+        return _STOPPING.setdefault(db_url, threading.Event())
 
 
 def store_for(db_url: str) -> JobStore:
@@ -49,22 +58,28 @@ def worker_address() -> str:
         return f"pid:{os.getpid()}"
 
 
-def _backoff(store: JobStore, job_id: int, seconds: float) -> bool:
+def _backoff(store: JobStore, job_id: int, seconds: float, stop: threading.Event) -> bool:
     """Wait ``seconds``; False as soon as cancellation is requested."""
     end = time.monotonic() + seconds
     while (left := end - time.monotonic()) > 0:
-        time.sleep(min(0.05, left))
+        if stop.wait(min(0.05, left)):
+            raise JobInterrupted("the jobs engine is shutting down")
         if store.cancel_requested(job_id):
             return False
     return True
 
 
-def run_job(db_url: str, job_id: int, backoff_s: float = 1.0) -> str:
-    """Run job ``job_id`` to an end state; the state reached (or ``skipped``)."""
+def run_job(
+    db_url: str, job_id: int, backoff_s: float = 1.0, dispatched_at: int | None = None
+) -> str:
+    """Run job ``job_id`` to an end state; the state reached (or ``skipped``).
+
+    ``dispatched_at``: the job's attempt count when it was handed to the cluster.
+    """
     store = store_for(db_url)
     record = store.get(job_id)
     worker = worker_address()
-    attempt = store.claim(job_id, worker) if record is not None else None
+    attempt = store.claim(job_id, worker, dispatched_at) if record is not None else None
     if record is None or attempt is None:
         return "skipped"
     try:
@@ -73,13 +88,18 @@ def run_job(db_url: str, job_id: int, backoff_s: float = 1.0) -> str:
         store.fail(job_id, attempt, str(error))
         return "failed"
     retries = 0
+    stop = stopping(db_url)
     while True:
-        ctx = JobContext(store, job_id, attempt, timeout_s=record.timeout_s, worker=worker)
+        ctx = JobContext(
+            store, job_id, attempt, timeout_s=record.timeout_s, worker=worker, stopping=stop
+        )
         try:
             result = kind.run(dict(record.params), ctx)
             if not isinstance(result, dict):
                 raise JobError(f"job kind {kind.name!r} returned {type(result).__name__}")
             json.dumps(result)
+        except JobInterrupted:
+            return "interrupted"
         except JobCancelled:
             return "cancelled" if store.mark_cancelled(job_id, attempt) else "skipped"
         except JobTimedOut as error:
@@ -91,9 +111,12 @@ def run_job(db_url: str, job_id: int, backoff_s: float = 1.0) -> str:
                     job_id, attempt, f"{reason} (attempt {attempt} of {record.max_attempts})"
                 )
                 return "failed"
-            if not _backoff(store, job_id, backoff_s * 2**retries):
-                store.mark_cancelled(job_id, attempt)
-                return "cancelled"
+            try:
+                if not _backoff(store, job_id, backoff_s * 2**retries, stop):
+                    store.mark_cancelled(job_id, attempt)
+                    return "cancelled"
+            except JobInterrupted:
+                return "interrupted"
             next_attempt = store.next_attempt(job_id, attempt, reason)
             if next_attempt is None:
                 return "skipped"
