@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from carina.db import Job
+from carina.db import Job, Project
 from carina.jobs.registry import JobError
 
 
@@ -153,6 +153,11 @@ class JobStore:
             session.add(row)
             session.flush()
             return JobRecord.of(row)
+
+    def project_id(self, name: str) -> int | None:
+        """The id of the project called ``name``."""
+        with Session(self.engine) as session:
+            return session.scalar(select(Project.id).where(Project.name == name))
 
     def get(self, job_id: int) -> JobRecord | None:
         with Session(self.engine) as session:
