@@ -21,11 +21,13 @@ def parse_resources(text: str) -> dict[str, float]:
     return resources
 
 
-async def _scheduler(host: str, port: int) -> None:
+async def _scheduler(host: str, port: int, dashboard_port: int) -> None:
     from distributed import Scheduler  # imported here: other commands start faster without it
 
-    async with Scheduler(host=host, port=port, dashboard_address=None) as scheduler:
-        typer.echo(f"scheduler at {scheduler.address}", err=True)
+    dashboard = f"{host}:{dashboard_port}"
+    async with Scheduler(host=host, port=port, dashboard_address=dashboard) as scheduler:
+        http = scheduler.http_server.port
+        typer.echo(f"scheduler at {scheduler.address}, dashboard on port {http}", err=True)
         await scheduler.finished()
 
 
@@ -35,7 +37,12 @@ async def _worker(
     from distributed import Worker
 
     async with Worker(
-        scheduler, host=host, nthreads=nthreads, resources=resources, name=name
+        scheduler,
+        host=host,
+        nthreads=nthreads,
+        resources=resources,
+        name=name,
+        dashboard_address=f"{host}:0",
     ) as worker:
         typer.echo(f"worker {worker.name} at {worker.address}, resources {resources}", err=True)
         await worker.finished()
@@ -44,11 +51,14 @@ async def _worker(
 def scheduler_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8786, "--port", help="Port to listen on."),
+    dashboard_port: int = typer.Option(
+        0, "--dashboard-port", help="Port of the Dask dashboard on the same address (0: any)."
+    ),
 ) -> None:
     """Run a Dask scheduler that `carina worker` processes join and a server submits jobs to
     (`CARINA_JOBS_SCHEDULER=tcp://HOST:PORT`). It has no authentication: keep it on a trusted
     network."""
-    asyncio.run(_scheduler(host, port))
+    asyncio.run(_scheduler(host, port, dashboard_port))
 
 
 def worker_command(

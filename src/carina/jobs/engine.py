@@ -74,7 +74,9 @@ class Engine:
                 threads_per_worker=self.threads_per_worker,
                 processes=self.processes,
                 resources=self.resources,
-                dashboard_address=None,
+                # scheduler and workers always serve HTTP (health, metrics): loopback, any free port
+                dashboard_address="127.0.0.1:0",
+                worker_dashboard_address="127.0.0.1:0",
                 # worker processes talk TCP on loopback only; threads use in-process transport
                 **({"host": "127.0.0.1"} if self.processes else {}),
             )
