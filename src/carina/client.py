@@ -163,6 +163,53 @@ class CarinaClient:
         """The DICOMweb root of a project (or of the whole archive, for administrators)."""
         return f"{self.url}/projects/{project}/dicom-web" if project else f"{self.url}/dicom-web"
 
+    # -- jobs -------------------------------------------------------------------------------
+
+    def submit_job(
+        self,
+        project: str,
+        kind: str,
+        params: dict[str, Any] | None = None,
+        *,
+        resources: dict[str, float] | None = None,
+        max_attempts: int = 1,
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """Submit a job to a project; the queued job."""
+        body = {
+            "kind": kind,
+            "params": params or {},
+            "resources": resources or {},
+            "max_attempts": max_attempts,
+            "timeout_s": timeout_s,
+        }
+        result: dict[str, Any] = self.request("POST", f"/api/projects/{project}/jobs", json=body)
+        return result
+
+    def jobs(
+        self, project: str, status: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The jobs of a project, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            params["status"] = status
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/projects/{project}/jobs", params=params
+        )
+        return result
+
+    def job(self, project: str, job_id: int) -> dict[str, Any]:
+        """One job of a project, with its log."""
+        result: dict[str, Any] = self.request("GET", f"/api/projects/{project}/jobs/{job_id}")
+        return result
+
+    def cancel_job(self, project: str, job_id: int) -> dict[str, Any]:
+        """Request cancellation of a job."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/projects/{project}/jobs/{job_id}/cancel"
+        )
+        return result
+
     def audit(self, **filters: Any) -> list[dict[str, Any]]:
         """Audit rows (administrators); filters: since, user, action, project, outcome, limit."""
         params = {k: v for k, v in filters.items() if v is not None}

@@ -34,6 +34,7 @@ class Site:
     store: AuthStore
     studies: dict[str, StudyUIDs]  # project name -> a study of it
     principals: dict[str, Principal] = field(default_factory=dict)
+    jobs: dict[str, int] = field(default_factory=dict)  # project name -> a job of it
 
     def token(self, user: str, kind: str = "access", ttl: timedelta | None = None) -> str:
         principal = self.principals[user]
@@ -44,6 +45,8 @@ class Site:
 
 
 def make_settings(data_dir: Path, **extra: object) -> Settings:
+    # no jobs engine unless a test asks for one: jobs are recorded and stay queued
+    extra.setdefault("jobs_workers", 0)
     return Settings(data_dir=data_dir, dicom_port=None, **extra)  # type: ignore[arg-type]
 
 
@@ -74,6 +77,9 @@ def build_site(data_dir: Path, **extra: object) -> Iterator[Site]:
             assert result.status.ok
             store.add_studies(project, [uids.study])
             site.studies[project] = uids
+            job_store = app.state.job_store
+            job = job_store.submit("echo", {}, project_id=job_store.project_id(project))
+            site.jobs[project] = job.id
         for name in list(site.principals):  # reload roles
             site.principals[name] = store.principal(name)
         yield site

@@ -144,3 +144,43 @@ def test_login_then_project_commands(
         with pytest.raises(CarinaAPIError) as gone:
             carol.me()
         assert gone.value.status_code == 401
+
+
+def test_jobs_commands(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARINA_CONFIG_DIR", str(tmp_path / "config"))
+    with CarinaClient.login(server, "root", PASSWORD) as root:
+        root.create_project("liver")
+        root.set_member("liver", "carol", "viewer")
+        monkeypatch.setenv("CARINA_TOKEN", root.create_token("cli")["token"])
+    monkeypatch.setenv("CARINA_URL", server)
+    runner = CliRunner()
+    submitted = runner.invoke(
+        cli, ["jobs", "submit", "liver", "echo", "--params", '{"organ": "liver"}']
+    )
+    assert submitted.exit_code == 0, submitted.output
+    echo_id = int(submitted.output.strip())
+    watched = runner.invoke(cli, ["jobs", "watch", "liver", str(echo_id), "--interval", "0.1"])
+    assert watched.exit_code == 0, watched.output
+    assert '{"organ": "liver"}' in watched.output
+    long = runner.invoke(
+        cli, ["jobs", "submit", "liver", "sleep", "--params", '{"seconds": 60, "steps": 600}']
+    )
+    long_id = int(long.output.strip())
+    cancelled = runner.invoke(cli, ["jobs", "cancel", "liver", str(long_id)])
+    assert cancelled.exit_code == 0, cancelled.output
+    ended = runner.invoke(cli, ["jobs", "watch", "liver", str(long_id), "--interval", "0.1"])
+    assert ended.exit_code == 1
+    assert f"job {long_id} cancelled" in ended.output
+    listed = runner.invoke(cli, ["jobs", "list", "liver"])
+    assert listed.exit_code == 0, listed.output
+    assert "succeeded" in listed.output
+    assert "cancelled" in listed.output
+    only = runner.invoke(cli, ["jobs", "list", "liver", "--status", "succeeded"])
+    assert "cancelled" not in only.output
+    refused = runner.invoke(cli, ["jobs", "submit", "liver", "echo", "--params", "[1]"])
+    assert refused.exit_code == 1
+    with CarinaClient.login(server, "carol", PASSWORD) as carol:
+        assert carol.job("liver", echo_id)["result"] == {"organ": "liver"}
+        with pytest.raises(CarinaAPIError) as denied:
+            carol.cancel_job("liver", echo_id)
+        assert denied.value.status_code == 403

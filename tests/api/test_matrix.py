@@ -29,6 +29,9 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     "project.owner.assign": {"owner"},
     "project.deid.manage": {"owner", "manager"},
     "project.reidentify": {"owner"},
+    "job.submit": {"owner", "manager", "annotator"},
+    "job.read": ALL,
+    "job.cancel": {"owner", "manager", "annotator"},
 }
 EXPECTED_SITE_ACTIONS = {"self.read", "self.manage", "project.create", "project.list"}
 
@@ -84,6 +87,10 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/projects/{project}/deid"): "project.read",
     ("PUT", "/api/projects/{project}/deid"): "project.deid.manage",
     ("POST", "/api/projects/{project}/reidentify"): "project.reidentify",
+    ("POST", "/api/projects/{project}/jobs"): "job.submit",
+    ("GET", "/api/projects/{project}/jobs"): "job.read",
+    ("GET", "/api/projects/{project}/jobs/{job_id}"): "job.read",
+    ("POST", "/api/projects/{project}/jobs/{job_id}/cancel"): "job.cancel",
     **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
     **{(m, "/projects/{project}/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
 }
@@ -201,6 +208,7 @@ def _url(site: Site, path: str, project: str | None, caller: str | None) -> str:
         "tag": "7FE00010",
         "user": "target",
         "token_id": token_id,
+        "job_id": str(site.jobs[project or "alpha"]),
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

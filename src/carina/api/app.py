@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 
 from carina import __version__
 from carina.api.dicomweb import dicomweb_router
+from carina.api.jobs import router as jobs_router
 from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from carina.api.rest import router as rest_router
 from carina.api.upload import router as upload_router
@@ -31,8 +32,10 @@ from carina.core.errors import (
     PermissionDeniedError,
     StorageError,
 )
+from carina.jobs import JobStore
 from carina.services.archive import open_archive
 from carina.services.auth import auth_services, server_secret
+from carina.services.jobs import jobs_engine
 from carina.services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -84,7 +87,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
 
     The server secret is checked (or generated) here, so a bad one stops the start. The archive
     under ``settings.data_dir`` is opened at start-up (migrations, consistency check) unless one
-    is given; a DIMSE service starts on ``settings.dicom_port`` unless it is ``None``.
+    is given; a DIMSE service starts on ``settings.dicom_port`` unless it is ``None``, and the jobs
+    engine as ``settings.jobs_workers``/``jobs_scheduler`` say.
     """
     settings = settings or Settings()
     secret = server_secret(settings)
@@ -113,9 +117,16 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             )
             dimse.start()
         app.state.dimse = dimse
+        app.state.job_store = JobStore(opened.engine)
+        jobs = jobs_engine(settings, opened.engine)
+        if jobs is not None:
+            jobs.start()
+        app.state.jobs = jobs
         try:
             yield
         finally:
+            if jobs is not None:
+                jobs.close()
             if dimse is not None:
                 dimse.stop()
             if archive is None:
@@ -159,6 +170,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(dicomweb_router(project_scoped=False), prefix="/dicom-web")
     app.include_router(dicomweb_router(project_scoped=True), prefix="/projects/{project}/dicom-web")
     app.include_router(upload_router, prefix="/api")
+    app.include_router(jobs_router, prefix="/api")
     return app
 
 

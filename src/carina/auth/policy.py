@@ -39,6 +39,9 @@ class Action(enum.StrEnum):
     REIDENTIFY = "project.reidentify"
     MANAGE_USERS = "users.manage"
     READ_AUDIT = "audit.read"
+    SUBMIT_JOB = "job.submit"
+    READ_JOB = "job.read"
+    CANCEL_JOB = "job.cancel"
 
 
 ALL_ROLES = frozenset(Role)
@@ -52,6 +55,9 @@ GRANTS: dict[Action, frozenset[Role]] = {
     Action.ASSIGN_OWNER: frozenset({Role.OWNER}),
     Action.MANAGE_DEID: frozenset({Role.OWNER, Role.MANAGER}),
     Action.REIDENTIFY: frozenset({Role.OWNER}),
+    Action.SUBMIT_JOB: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
+    Action.READ_JOB: ALL_ROLES,
+    Action.CANCEL_JOB: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
 }
 
 SITE_ACTIONS = frozenset(

@@ -8,6 +8,8 @@ from rich.console import Console
 from carina import __version__
 from carina.cli import deid, export, images, measure, render
 from carina.cli.archive import check_command, import_command
+from carina.cli.cluster import scheduler_command, worker_command
+from carina.cli.jobs import jobs_app
 from carina.cli.pacs import pacs_app
 from carina.cli.serve import serve_command
 from carina.cli.users import audit_command, login_command, project_app, user_app
@@ -51,3 +53,6 @@ app.command("login")(login_command)
 app.add_typer(user_app, name="user")
 app.add_typer(project_app, name="project")
 app.add_typer(pacs_app, name="pacs")
+app.add_typer(jobs_app, name="jobs")
+app.command("scheduler")(scheduler_command)
+app.command("worker")(worker_command)

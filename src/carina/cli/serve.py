@@ -26,9 +26,16 @@ def serve_command(
     ae_title: str | None = typer.Option(None, "--ae-title", help="DIMSE AE title."),
     ssl_certfile: Path | None = typer.Option(None, "--ssl-certfile", help="TLS certificate (PEM)."),
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="TLS private key (PEM)."),
+    jobs_workers: int | None = typer.Option(
+        None, "--jobs-workers", help="Local job worker processes (0: run no jobs)."
+    ),
+    jobs_scheduler: str | None = typer.Option(
+        None, "--jobs-scheduler", help="Run jobs on this Dask scheduler (tcp://host:8786)."
+    ),
 ) -> None:
     """Serve the archive: the REST API under /api, DICOMweb under /dicom-web (administrators) and
-    /projects/{project}/dicom-web, and a C-ECHO/C-STORE/C-FIND listener.
+    /projects/{project}/dicom-web, a C-ECHO/C-STORE/C-FIND listener, and the jobs engine (a
+    local Dask cluster, or the workers of --jobs-scheduler).
 
     Options not given come from CARINA_* environment variables, then from the defaults. Create
     the first administrator with `carina user add NAME --admin --data-dir DIR`.
@@ -42,6 +49,8 @@ def serve_command(
         "ae_title": ae_title,
         "ssl_certfile": ssl_certfile,
         "ssl_keyfile": ssl_keyfile,
+        "jobs_workers": jobs_workers,
+        "jobs_scheduler": jobs_scheduler,
     }
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if no_dimse:

@@ -1,4 +1,4 @@
-"""Persistence: SQLAlchemy models (catalog, users, projects, audit), engines, migrations."""
+"""Persistence: SQLAlchemy models (catalog, users, projects, audit, jobs), engines, migrations."""
 
 from carina.db.engine import create_db_engine, sqlite_url, upgrade_database
 from carina.db.models import (
@@ -6,6 +6,7 @@ from carina.db.models import (
     AuthToken,
     Base,
     Instance,
+    Job,
     Patient,
     Project,
     ProjectMember,
@@ -20,6 +21,7 @@ __all__ = [
     "AuthToken",
     "Base",
     "Instance",
+    "Job",
     "Patient",
     "Project",
     "ProjectMember",

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     ``ssl_certfile``/``ssl_keyfile`` make ``carina serve`` speak HTTPS; ``https`` says clients reach
     the server over HTTPS anyway (a TLS-terminating reverse proxy): both turn on HSTS and secure
     cookies. ``max_body_bytes`` limits request bodies, ``max_upload_bytes`` those of STOW-RS.
+
+    Jobs run on a local Dask cluster of ``jobs_workers`` worker processes started with the server,
+    or, with ``jobs_scheduler`` (``tcp://host:8786``), on the workers of that scheduler. With
+    ``jobs_workers`` 0 and no scheduler the server runs no jobs: they are recorded and wait for a
+    server that does.
     """
 
     model_config = SettingsConfigDict(
@@ -49,6 +54,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     login_max_failures: int = 5
     login_window_s: int = 300
+    jobs_workers: int = Field(default=1, ge=0)
+    jobs_scheduler: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -74,6 +81,7 @@ class Settings(BaseSettings):
             "CARINA_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
             "CARINA_LOGIN_MAX_FAILURES": str(self.login_max_failures),
             "CARINA_LOGIN_WINDOW_S": str(self.login_window_s),
+            "CARINA_JOBS_WORKERS": str(self.jobs_workers),
         }
         if self.secret_key is not None:
             env["CARINA_SECRET_KEY"] = self.secret_key.get_secret_value()
@@ -89,6 +97,8 @@ class Settings(BaseSettings):
             env["CARINA_DICOM_ALLOWED_CALLERS"] = json.dumps(self.dicom_allowed_callers)
         if self.cors_origins:
             env["CARINA_CORS_ORIGINS"] = json.dumps(self.cors_origins)
+        if self.jobs_scheduler is not None:
+            env["CARINA_JOBS_SCHEDULER"] = self.jobs_scheduler
         if self.public_url is not None:
             env["CARINA_PUBLIC_URL"] = self.public_url
         return env

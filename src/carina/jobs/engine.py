@@ -1,0 +1,213 @@
+"""The jobs engine: records jobs in the database and runs them on Dask distributed.
+
+Embedded, it starts a ``LocalCluster`` in the server; distributed, it connects to a scheduler that
+``carina worker`` processes join. The database stays the source of truth: on start the engine
+resubmits every job left queued or running, and a watchdog fails attempts past their time limit.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import uuid
+from typing import Any
+
+from distributed import Client, Future, LocalCluster
+
+from carina.db import create_db_engine, upgrade_database
+from carina.jobs.registry import JobError, get_kind
+from carina.jobs.store import JobRecord, JobStatus, JobStore
+from carina.jobs.worker import run_job, stopping
+
+
+class Engine:
+    """Submit, cancel and watch jobs. Use as a context manager or call :meth:`start`/:meth:`close`.
+
+    ``scheduler`` (``tcp://host:8786``) connects to an external Dask scheduler; otherwise a local
+    cluster of ``n_workers`` workers (``processes`` or threads) with ``resources`` each is started.
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        scheduler: str | None = None,
+        n_workers: int = 1,
+        threads_per_worker: int = 1,
+        processes: bool = True,
+        resources: dict[str, float] | None = None,
+        backoff_s: float = 1.0,
+        watch_interval_s: float = 1.0,
+    ) -> None:
+        self.db_url = db_url
+        self.scheduler = scheduler
+        self.n_workers = n_workers
+        self.threads_per_worker = threads_per_worker
+        self.processes = processes
+        self.resources = resources
+        self.backoff_s = backoff_s
+        self.watch_interval_s = watch_interval_s
+        self.store = JobStore(create_db_engine(db_url))
+        self.cluster: LocalCluster | None = None
+        self.client: Client | None = None
+        self._futures: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Connect to (or start) the cluster; resubmit the jobs a previous run left unfinished."""
+        upgrade_database(self.store.engine)
+        if self.scheduler:
+            self.client = Client(self.scheduler, set_as_default=False)
+        else:
+            self.cluster = LocalCluster(
+                n_workers=self.n_workers,
+                threads_per_worker=self.threads_per_worker,
+                processes=self.processes,
+                resources=self.resources,
+                # scheduler and workers always serve HTTP (health, metrics): loopback, any free port
+                dashboard_address="127.0.0.1:0",
+                worker_dashboard_address="127.0.0.1:0",
+                # worker processes talk TCP on loopback only; threads use in-process transport
+                **({"host": "127.0.0.1"} if self.processes else {}),
+            )
+            self.client = Client(self.cluster, set_as_default=False)
+        self.recover()
+        self._stop.clear()
+        self._watchdog = threading.Thread(
+            target=self._watch, name="carina-jobs-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def close(self) -> None:
+        """Stop watching and disconnect without waiting for running jobs: unfinished jobs stay
+        queued or running in the database for the next start."""
+        self._stop.set()
+        if self._watchdog is not None:
+            self._watchdog.join()
+            self._watchdog = None
+        with self._lock:
+            self._futures.clear()
+        # in-process workers end their jobs at the next progress report; worker processes of a
+        # local cluster are killed by their nannies; the rows stay running for the next start
+        stop = stopping(self.db_url)
+        stop.set()
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
+        stop.clear()
+        self.store.engine.dispose()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        params: dict[str, Any] | None = None,
+        *,
+        owner_id: int | None = None,
+        project_id: int | None = None,
+        resources: dict[str, float] | None = None,
+        max_attempts: int = 1,
+        timeout_s: float | None = None,
+    ) -> JobRecord:
+        """Record a job and hand it to the cluster."""
+        get_kind(kind)
+        record = self.store.submit(
+            kind,
+            params,
+            owner_id=owner_id,
+            project_id=project_id,
+            resources=resources,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+        )
+        self._dispatch(record)
+        return record
+
+    def get(self, job_id: int) -> JobRecord | None:
+        return self.store.get(job_id)
+
+    def cancel(self, job_id: int) -> JobRecord | None:
+        """Request cancellation: queued jobs end at once, running ones at their next progress."""
+        record = self.store.request_cancel(job_id)
+        if record is not None and record.status is JobStatus.CANCELLED:
+            with self._lock:
+                future = self._futures.pop(job_id, None)
+            if future is not None:
+                future.cancel()
+        return record
+
+    def wait(self, job_id: int, timeout: float = 30.0, interval: float = 0.05) -> JobRecord:
+        """Poll until the job is finished; raises :class:`TimeoutError` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            record = self.store.get(job_id)
+            if record is None:
+                raise JobError(f"no job {job_id}")
+            if record.finished:
+                return record
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {record.status} after {timeout} s")
+            time.sleep(interval)
+
+    def recover(self) -> list[int]:
+        """Resubmit the jobs left queued or running; the ids resubmitted."""
+        ids: list[int] = []
+        for record in self.store.unfinished():
+            with self._lock:
+                if record.id in self._futures:
+                    continue
+            if self.store.requeue(record.id, "resubmitted at engine start"):
+                requeued = self.store.get(record.id)
+                assert requeued is not None
+                self._dispatch(requeued)
+                ids.append(record.id)
+        return ids
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _dispatch(self, record: JobRecord) -> None:
+        if self.client is None:
+            raise JobError("the jobs engine is not started")
+        future = self.client.submit(
+            run_job,
+            self.db_url,
+            record.id,
+            self.backoff_s,
+            record.attempts,
+            key=f"carina-job-{record.id}-{uuid.uuid4().hex[:8]}",
+            pure=False,
+            resources=record.resources or None,
+        )
+        with self._lock:
+            self._futures[record.id] = future
+        future.add_done_callback(functools.partial(self._done, record.id))
+
+    def _done(self, job_id: int, future: Future) -> None:
+        with self._lock:
+            if self._futures.get(job_id) is future:
+                del self._futures[job_id]
+        if future.status == "error" and not self._stop.is_set():
+            error = future.exception()
+            self.store.fail(job_id, None, f"executor error: {type(error).__name__}: {error}")
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.watch_interval_s):
+            for job_id in self.store.expire():
+                with self._lock:
+                    future = self._futures.pop(job_id, None)
+                if future is not None:
+                    future.cancel()

@@ -1,0 +1,46 @@
+"""Built-in job kinds: ``echo`` and ``sleep`` (for trying the engine) and ``quantify``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carina.analysis import quantify
+from carina.core.labels import LabelSet
+from carina.imaging import read_image, read_labelmap
+from carina.jobs.context import JobContext
+from carina.jobs.registry import JobError, register
+
+
+@register("echo", remote=True)
+def echo(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Return the parameters unchanged."""
+    ctx.progress(1.0, "echoed")
+    return dict(params)
+
+
+@register("sleep", remote=True)
+def sleep(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Wait ``seconds`` (at most 3600) in ``steps`` steps, reporting progress after each."""
+    seconds = float(params.get("seconds", 1.0))
+    steps = int(params.get("steps", 10))
+    if not 0 <= seconds <= 3600 or not 1 <= steps <= 10_000:
+        raise JobError("sleep needs 0 <= seconds <= 3600 and 1 <= steps <= 10000")
+    for step in range(steps):
+        ctx.sleep(seconds / steps)
+        ctx.progress((step + 1) / steps, f"step {step + 1} of {steps}")
+    return {"slept": seconds, "worker": ctx.worker}
+
+
+@register("quantify")
+def quantify_files(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Statistics of the image file ``image`` inside every label of the label map file ``labels``
+    (optional ``label_names``: a JSON label set file; ``components``: per connected component).
+    Paths are read on the worker; the kind is not offered over HTTP."""
+    ctx.progress(0.0, "reading image")
+    image = read_image(params["image"])
+    ctx.progress(0.3, "reading labels")
+    names = LabelSet.from_json(params["label_names"]) if params.get("label_names") else None
+    labels = read_labelmap(params["labels"], names)
+    ctx.progress(0.6, "measuring")
+    result = quantify(image, labels, components=bool(params.get("components", False)))
+    return {"image": str(params["image"]), "regions": result.to_json()["regions"]}
