@@ -330,7 +330,7 @@ def test_wado_rendered_png_with_window(loaded: Loaded) -> None:
     image = np.asarray(Image.open(io.BytesIO(response.content)))
     assert image.shape == (ds.Rows, ds.Columns)
     hu = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
-    expected = np.clip(((hu - 39.5) / 399 + 0.5) * 255, 0, 255).astype(np.uint8)
+    expected = np.clip(np.rint(((hu - 39.5) / 399 + 0.5) * 255), 0, 255).astype(np.uint8)
     assert np.array_equal(image, expected)
     jpeg = loaded.client.get(f"{base}/rendered", headers={"Accept": "image/jpeg"})
     assert jpeg.headers["content-type"] == "image/jpeg"

@@ -15,6 +15,7 @@ from pydicom.pixels.utils import pixel_array
 from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from carina.core.errors import DicomDecodeError, NoPixelDataError, NotFoundError
+from carina.render.window import Window, apply_window
 
 
 def read_dataset(data: bytes) -> Dataset:
@@ -87,8 +88,7 @@ def _to_uint8(frame: NDArray[Any], ds: Dataset, window: tuple[float, float] | No
     center, width = window
     if width < 1:
         raise ValueError("window width must be at least 1")
-    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0
-    out = np.clip(scaled, 0, 255).astype(np.uint8)
+    out = apply_window(values, Window(center, width))
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
         out = 255 - out
     return out
