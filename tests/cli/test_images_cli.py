@@ -124,3 +124,7 @@ def test_errors_are_clear(tmp_path: Path) -> None:
     result = runner.invoke(app, ["convert", str(junk), str(tmp_path / "x.nii.gz")])
     assert result.exit_code == 2
     assert "no image series found" in result.output
+    result = runner.invoke(app, ["convert", str(junk), str(tmp_path / "ct.png")])
+    assert result.exit_code == 2
+    assert "unsupported output format .png" in result.output
+    assert not (tmp_path / "ct.png").exists()

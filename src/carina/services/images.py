@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from carina.core.errors import CarinaError, ImageIOError, SeriesError
+from carina.core.errors import CarinaError, ImageIOError, SeriesError, UnsupportedFormatError
 from carina.core.volume import Volume
 from carina.dicom import Rejected, SeriesInfo, load_series, scan
 from carina.imaging import SUPPORTED_SUFFIXES, is_image_file, read_image, write_image
@@ -176,6 +176,11 @@ def convert(
     if fmt not in SUPPORTED_SUFFIXES:
         raise ImageIOError(f"unknown output format {fmt!r}; use one of {SUPPORTED_SUFFIXES}")
     to_folder = _output_suffix(out) is None
+    if to_folder and out.suffix and not out.is_dir():
+        raise UnsupportedFormatError(
+            f"{out.name}: unsupported output format {out.suffix}; use a file ending in "
+            f"{', '.join(SUPPORTED_SUFFIXES)} or a folder"
+        )
     if src.is_file() and is_image_file(src):
         volume = read_image(src)
         if to_folder:
