@@ -141,3 +141,37 @@ def test_job_request_limits(site: Site) -> None:
     ):
         response = site.client.post("/api/projects/alpha/jobs", json=body, headers=headers)
         assert response.status_code == 422, body
+
+
+def test_priority_above_normal_takes_a_manager_and_queue_positions_follow_it(
+    fresh_site: Site,
+) -> None:
+    site = fresh_site  # no workers: jobs stay queued
+
+    def submit(user: str, priority: int) -> Any:
+        return site.client.post(
+            "/api/projects/alpha/jobs",
+            json={"kind": "echo", "priority": priority},
+            headers=site.headers(user),
+        )
+
+    denied = submit("annotator", 3)
+    assert denied.status_code == 403
+    assert "priority" in denied.json()["detail"]
+    low = submit("annotator", -2).json()
+    normal = submit("annotator", 0).json()
+    urgent = submit("manager", 5).json()
+    assert (low["priority"], normal["priority"], urgent["priority"]) == (-2, 0, 5)
+    assert submit("manager", 11).status_code == 422
+    listed = {
+        j["id"]: j["queue_position"]
+        for j in site.client.get("/api/projects/alpha/jobs", headers=site.headers("viewer")).json()
+    }
+    # positions are server-wide (the site holds other queued jobs): urgent first, low last
+    assert listed[urgent["id"]] == 1
+    assert listed[urgent["id"]] < listed[normal["id"]] < listed[low["id"]]
+    cancelled = site.client.post(
+        f"/api/projects/alpha/jobs/{urgent['id']}/cancel", headers=site.headers("manager")
+    ).json()
+    assert cancelled["status"] == "cancelled" and cancelled["queue_position"] is None
+    assert _job(site, "viewer", low["id"])["queue_position"] == listed[low["id"]] - 1

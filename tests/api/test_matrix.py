@@ -32,6 +32,7 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     "job.submit": {"owner", "manager", "annotator"},
     "job.read": ALL,
     "job.cancel": {"owner", "manager", "annotator"},
+    "job.prioritize": {"owner", "manager"},
 }
 EXPECTED_SITE_ACTIONS = {"self.read", "self.manage", "project.create", "project.list"}
 

@@ -2,7 +2,8 @@
 
 Jobs are submitted by owners, managers and annotators of the project, read by every member and
 cancelled by owners, managers and annotators. A job of another project is not found (404). Only
-kinds registered as ``remote`` can be submitted over HTTP.
+kinds registered as ``remote`` can be submitted over HTTP. Anyone who submits may lower a job's
+priority; raising it above 0 takes an owner or manager. Queued jobs show their place in the queue.
 """
 
 from __future__ import annotations
@@ -16,8 +17,19 @@ from pydantic import BaseModel, Field
 from carina.api.security import Access, RequireInProject, client_ip, get_audit, get_auth
 from carina.auth import Action
 from carina.auth.audit import ALLOWED
+from carina.auth.policy import Resource, can
 from carina.core.errors import NotFoundError
-from carina.jobs import Engine, JobRecord, JobStatus, JobStore, UnknownJobKind, get_kind
+from carina.jobs import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    Engine,
+    JobRecord,
+    JobStatus,
+    JobStore,
+    UnknownJobKind,
+    fair_order,
+    get_kind,
+)
 
 router = APIRouter()
 
@@ -32,6 +44,7 @@ class JobSubmit(BaseModel):
     resources: dict[str, float] = Field(default_factory=dict, max_length=8)
     max_attempts: int = Field(default=1, ge=1, le=10)
     timeout_s: float | None = Field(default=None, gt=0, le=7 * 24 * 3600)
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
 
 
 class JobOut(BaseModel):
@@ -51,6 +64,10 @@ class JobOut(BaseModel):
     timeout_s: float | None
     cancel_requested: bool
     worker: str
+    priority: int
+    queue_position: int | None = Field(
+        default=None, description="1-based place among the queued jobs of the server"
+    )
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -74,10 +91,26 @@ def _owners(request: Request) -> dict[int, str]:
     return {u.id: u.name for u in get_auth(request).users()}
 
 
-def _out(record: JobRecord, project: str, owners: dict[int, str]) -> dict[str, Any]:
+def _positions(request: Request) -> dict[int, int]:
+    """Queue positions of the queued jobs, as the engine will start them (without an engine,
+    in the order a starting one would)."""
+    engine = _engine(request)
+    if engine is not None:
+        return engine.queue_positions()
+    ordered = fair_order(_store(request).queued())
+    return {record.id: n for n, record in enumerate(ordered, start=1)}
+
+
+def _out(
+    record: JobRecord,
+    project: str,
+    owners: dict[int, str],
+    positions: dict[int, int] | None = None,
+) -> dict[str, Any]:
     values = {k: v for k, v in vars(record).items() if k not in ("owner_id", "project_id")}
     values["project"] = project
     values["owner"] = owners.get(record.owner_id) if record.owner_id is not None else None
+    values["queue_position"] = (positions or {}).get(record.id)
     return values
 
 
@@ -121,6 +154,10 @@ def submit_job(
         raise HTTPException(400, str(error)) from None
     if not kind.remote:
         raise HTTPException(400, f"job kind {body.kind!r} cannot be submitted over HTTP")
+    if body.priority > 0 and not can(
+        access.principal, Action.PRIORITIZE_JOB, Resource(access.project)
+    ):
+        raise HTTPException(403, "raising a job's priority takes a project owner or manager")
     store = _store(request)
     project_id = store.project_id(access.project)
     options: dict[str, Any] = {
@@ -129,6 +166,7 @@ def submit_job(
         "resources": body.resources,
         "max_attempts": body.max_attempts,
         "timeout_s": body.timeout_s,
+        "priority": body.priority,
     }
     engine = _engine(request)
     if engine is not None:
@@ -136,7 +174,9 @@ def submit_job(
     else:
         record = store.submit(body.kind, body.params, **options)
     _audit(request, access, "job.submit", record.id, f"kind={record.kind}")
-    return JobOut(**_out(record, access.project, {access.principal.user_id: access.principal.name}))
+    record = store.get(record.id) or record
+    owners = {access.principal.user_id: access.principal.name}
+    return JobOut(**_out(record, access.project, owners, _positions(request)))
 
 
 @router.get("/projects/{project}/jobs", tags=["jobs"])
@@ -155,7 +195,8 @@ def list_jobs(
         raise NotFoundError("project not found")
     records = store.list_jobs(project_id=project_id, status=status, limit=limit, offset=offset)
     owners = _owners(request)
-    return [JobOut(**_out(r, access.project, owners)) for r in records]
+    positions = _positions(request)
+    return [JobOut(**_out(r, access.project, owners, positions)) for r in records]
 
 
 @router.get("/projects/{project}/jobs/{job_id}", tags=["jobs"])
@@ -165,7 +206,7 @@ def get_job(
     """One job of the project, with its log."""
     assert access.project is not None
     _, record = _record_in_project(request, access, job_id)
-    return JobDetail(**_out(record, access.project, _owners(request)))
+    return JobDetail(**_out(record, access.project, _owners(request), _positions(request)))
 
 
 @router.post("/projects/{project}/jobs/{job_id}/cancel", tags=["jobs"])

@@ -42,6 +42,7 @@ class Action(enum.StrEnum):
     SUBMIT_JOB = "job.submit"
     READ_JOB = "job.read"
     CANCEL_JOB = "job.cancel"
+    PRIORITIZE_JOB = "job.prioritize"
 
 
 ALL_ROLES = frozenset(Role)
@@ -58,6 +59,8 @@ GRANTS: dict[Action, frozenset[Role]] = {
     Action.SUBMIT_JOB: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
     Action.READ_JOB: ALL_ROLES,
     Action.CANCEL_JOB: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
+    # submitting above normal priority (0); anyone who submits may lower their own
+    Action.PRIORITIZE_JOB: frozenset({Role.OWNER, Role.MANAGER}),
 }
 
 SITE_ACTIONS = frozenset(

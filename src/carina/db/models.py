@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -205,10 +206,12 @@ class Job(Base):
 
     ``status`` is one of queued, running, succeeded, failed, cancelled. ``attempts`` counts the
     runs started; a worker writes only while the row is running under its own attempt number.
-    ``params``, ``resources`` and ``result`` are JSON text.
+    ``params``, ``resources`` and ``result`` are JSON text. Queued jobs are handed to the
+    cluster highest ``priority`` first, shared fairly between owners (see ``carina.jobs.queue``).
     """
 
     __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_priority", "status", "priority"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(64), index=True)
@@ -231,6 +234,7 @@ class Job(Base):
     timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str] = mapped_column(String(256), default="")
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -6,8 +6,10 @@ on a local or remote Dask cluster.
 """
 
 from carina.jobs import kinds as _kinds  # noqa: F401  (registers the built-in kinds)
+from carina.jobs.cache import ModelCache, model_cache
 from carina.jobs.context import JobContext
 from carina.jobs.engine import Engine
+from carina.jobs.queue import Limits, fair_order
 from carina.jobs.registry import (
     JobCancelled,
     JobError,
@@ -20,10 +22,12 @@ from carina.jobs.registry import (
     kinds,
     register,
 )
-from carina.jobs.store import FINISHED, JobRecord, JobStatus, JobStore
+from carina.jobs.store import FINISHED, MAX_PRIORITY, MIN_PRIORITY, JobRecord, JobStatus, JobStore
 
 __all__ = [
     "FINISHED",
+    "MAX_PRIORITY",
+    "MIN_PRIORITY",
     "Engine",
     "JobCancelled",
     "JobContext",
@@ -34,9 +38,13 @@ __all__ = [
     "JobStatus",
     "JobStore",
     "JobTimedOut",
+    "Limits",
+    "ModelCache",
     "TransientJobError",
     "UnknownJobKind",
+    "fair_order",
     "get_kind",
     "kinds",
+    "model_cache",
     "register",
 ]

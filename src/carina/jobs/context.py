@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
+from carina.jobs.cache import model_cache
 from carina.jobs.registry import JobCancelled, JobInterrupted, JobTimedOut
 from carina.jobs.store import JobStore
+
+T = TypeVar("T")
 
 
 class JobContext:
@@ -58,6 +63,18 @@ class JobContext:
         """Append a line to the job's log."""
         if not self.store.log(self.job_id, self.attempt, text):
             raise JobCancelled("this run no longer owns the job")
+
+    def model(self, key: str, load: Callable[[], T], size: int | None = None) -> tuple[T, bool]:
+        """The model ``key`` from this worker's warm cache, loaded with ``load()`` on a miss; with
+        whether it was loaded by this call. Keys must name the weights' version (e.g. a digest),
+        so that new weights never come back stale."""
+        started = time.perf_counter()
+        value, loaded = model_cache().get(key, load, size)
+        if loaded:
+            self.log(f"model {key} loaded in {time.perf_counter() - started:.2f} s")
+        else:
+            self.log(f"model {key} warm from the cache")
+        return value, loaded
 
     def sleep(self, seconds: float, step: float = 0.1) -> None:
         """Wait ``seconds``, checking for cancellation and the time limit every ``step``."""

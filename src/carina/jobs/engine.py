@@ -8,6 +8,7 @@ resubmits every job left queued or running, and a watchdog fails attempts past t
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 import uuid
@@ -16,9 +17,12 @@ from typing import Any
 from distributed import Client, Future, LocalCluster
 
 from carina.db import create_db_engine, upgrade_database
+from carina.jobs.queue import Limits, admissible, fair_order, positions
 from carina.jobs.registry import JobError, get_kind
 from carina.jobs.store import JobRecord, JobStatus, JobStore
 from carina.jobs.worker import run_job, stopping
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -26,6 +30,7 @@ class Engine:
 
     ``scheduler`` (``tcp://host:8786``) connects to an external Dask scheduler; otherwise a local
     cluster of ``n_workers`` workers (``processes`` or threads) with ``resources`` each is started.
+    Queued jobs wait in the database until ``limits`` let them start (see ``carina.jobs.queue``).
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class Engine:
         resources: dict[str, float] | None = None,
         backoff_s: float = 1.0,
         watch_interval_s: float = 1.0,
+        limits: Limits | None = None,
     ) -> None:
         self.db_url = db_url
         self.scheduler = scheduler
@@ -48,12 +54,16 @@ class Engine:
         self.resources = resources
         self.backoff_s = backoff_s
         self.watch_interval_s = watch_interval_s
+        self.limits = limits or Limits()
         self.store = JobStore(create_db_engine(db_url))
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
         self._futures: dict[int, Future] = {}
+        self._handed: dict[int, JobRecord] = {}  # jobs with the cluster, by id
         self._lock = threading.Lock()
+        self._pump_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._watchdog: threading.Thread | None = None
 
     def __enter__(self) -> Engine:
@@ -92,11 +102,13 @@ class Engine:
         """Stop watching and disconnect without waiting for running jobs: unfinished jobs stay
         queued or running in the database for the next start."""
         self._stop.set()
+        self._wake.set()
         if self._watchdog is not None:
             self._watchdog.join()
             self._watchdog = None
         with self._lock:
             self._futures.clear()
+            self._handed.clear()
         # in-process workers end their jobs at the next progress report; worker processes of a
         # local cluster are killed by their nannies; the rows stay running for the next start
         stop = stopping(self.db_url)
@@ -122,8 +134,9 @@ class Engine:
         resources: dict[str, float] | None = None,
         max_attempts: int = 1,
         timeout_s: float | None = None,
+        priority: int = 0,
     ) -> JobRecord:
-        """Record a job and hand it to the cluster."""
+        """Record a job; it is handed to the cluster when the limits allow."""
         get_kind(kind)
         record = self.store.submit(
             kind,
@@ -133,8 +146,9 @@ class Engine:
             resources=resources,
             max_attempts=max_attempts,
             timeout_s=timeout_s,
+            priority=priority,
         )
-        self._dispatch(record)
+        self.pump()
         return record
 
     def get(self, job_id: int) -> JobRecord | None:
@@ -146,8 +160,10 @@ class Engine:
         if record is not None and record.status is JobStatus.CANCELLED:
             with self._lock:
                 future = self._futures.pop(job_id, None)
+                self._handed.pop(job_id, None)
             if future is not None:
                 future.cancel()
+            self._wake.set()
         return record
 
     def wait(self, job_id: int, timeout: float = 30.0, interval: float = 0.05) -> JobRecord:
@@ -164,18 +180,51 @@ class Engine:
             time.sleep(interval)
 
     def recover(self) -> list[int]:
-        """Resubmit the jobs left queued or running; the ids resubmitted."""
+        """Put the jobs a previous run left running back in the queue and start what the limits
+        allow; the ids of the unfinished jobs taken up again."""
         ids: list[int] = []
         for record in self.store.unfinished():
             with self._lock:
                 if record.id in self._futures:
                     continue
             if self.store.requeue(record.id, "resubmitted at engine start"):
-                requeued = self.store.get(record.id)
-                assert requeued is not None
-                self._dispatch(requeued)
                 ids.append(record.id)
+        self.pump()
         return ids
+
+    def capacity(self) -> int:
+        """How many jobs the cluster runs at once: the threads of its workers."""
+        if self.client is None:
+            return 0
+        return int(sum(self.client.nthreads().values()))
+
+    def pump(self) -> list[int]:
+        """Hand the queued jobs the limits allow to the cluster, in fair order; their ids."""
+        if self.client is None:
+            raise JobError("the jobs engine is not started")
+        with self._pump_lock:
+            with self._lock:
+                handed = list(self._handed.values())
+            handed_ids = {r.id for r in handed}
+            waiting = [r for r in self.store.queued() if r.id not in handed_ids]
+            if not waiting:
+                return []
+            ordered = fair_order(waiting, handed)
+            chosen = admissible(ordered, handed, self.limits, self.capacity())
+            for record in chosen:
+                self._dispatch(record)
+            return [r.id for r in chosen]
+
+    def queue_positions(self) -> dict[int, int]:
+        """The 1-based place in the queue of every queued job (jobs handed to the cluster but
+        not started yet first, then the waiting ones in the order they will start)."""
+        with self._lock:
+            handed = list(self._handed.values())
+        handed_ids = {r.id for r in handed}
+        queued = self.store.queued()
+        waiting = [r for r in queued if r.id not in handed_ids]
+        started = [r for r in queued if r.id in handed_ids]
+        return positions(fair_order(waiting, handed), started)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -194,20 +243,32 @@ class Engine:
         )
         with self._lock:
             self._futures[record.id] = future
+            self._handed[record.id] = record
         future.add_done_callback(functools.partial(self._done, record.id))
 
     def _done(self, job_id: int, future: Future) -> None:
         with self._lock:
             if self._futures.get(job_id) is future:
                 del self._futures[job_id]
+                self._handed.pop(job_id, None)
         if future.status == "error" and not self._stop.is_set():
             error = future.exception()
             self.store.fail(job_id, None, f"executor error: {type(error).__name__}: {error}")
+        self._wake.set()
 
     def _watch(self) -> None:
-        while not self._stop.wait(self.watch_interval_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.watch_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             for job_id in self.store.expire():
                 with self._lock:
                     future = self._futures.pop(job_id, None)
+                    self._handed.pop(job_id, None)
                 if future is not None:
                     future.cancel()
+            try:
+                self.pump()
+            except Exception:
+                log.exception("handing queued jobs to the cluster failed")

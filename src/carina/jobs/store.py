@@ -25,6 +25,8 @@ class JobStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+MIN_PRIORITY = -10
+MAX_PRIORITY = 10
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 _LOG_LIMIT = 64_000
 
@@ -61,6 +63,7 @@ class JobRecord:
     timeout_s: float | None
     cancel_requested: bool
     worker: str
+    priority: int
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -91,6 +94,7 @@ class JobRecord:
             timeout_s=row.timeout_s,
             cancel_requested=row.cancel_requested,
             worker=row.worker,
+            priority=row.priority,
             created_at=created,
             started_at=_aware(row.started_at),
             finished_at=_aware(row.finished_at),
@@ -125,8 +129,11 @@ class JobStore:
         resources: dict[str, float] | None = None,
         max_attempts: int = 1,
         timeout_s: float | None = None,
+        priority: int = 0,
     ) -> JobRecord:
-        """Record a new queued job."""
+        """Record a new queued job (``priority`` -10..10, higher starts first)."""
+        if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise JobError(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}")
         if max_attempts < 1:
             raise JobError("max_attempts must be at least 1")
         if timeout_s is not None and timeout_s <= 0:
@@ -147,6 +154,7 @@ class JobStore:
             timeout_s=timeout_s,
             cancel_requested=False,
             worker="",
+            priority=priority,
             created_at=_now(),
         )
         with Session(self.engine) as session, session.begin():
@@ -178,6 +186,12 @@ class JobStore:
             query = query.where(Job.project_id == project_id)
         if status is not None:
             query = query.where(Job.status == status.value)
+        with Session(self.engine) as session:
+            return [JobRecord.of(row) for row in session.scalars(query)]
+
+    def queued(self) -> list[JobRecord]:
+        """Jobs waiting to start, oldest first."""
+        query = select(Job).where(Job.status == JobStatus.QUEUED.value).order_by(Job.id)
         with Session(self.engine) as session:
             return [JobRecord.of(row) for row in session.scalars(query)]
 

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     Jobs run on a local Dask cluster of ``jobs_workers`` worker processes started with the server,
     or, with ``jobs_scheduler`` (``tcp://host:8786``), on the workers of that scheduler. With
     ``jobs_workers`` 0 and no scheduler the server runs no jobs: they are recorded and wait for a
-    server that does.
+    server that does. Queued jobs start at most ``jobs_max_per_user`` at a time per user and
+    ``jobs_max_per_project`` per project (0: no limit), highest priority first, users taking turns.
     """
 
     model_config = SettingsConfigDict(
@@ -56,6 +57,8 @@ class Settings(BaseSettings):
     login_window_s: int = 300
     jobs_workers: int = Field(default=1, ge=0)
     jobs_scheduler: str | None = None
+    jobs_max_per_user: int = Field(default=4, ge=0)
+    jobs_max_per_project: int = Field(default=8, ge=0)
 
     @property
     def tls(self) -> bool:
@@ -82,6 +85,8 @@ class Settings(BaseSettings):
             "CARINA_LOGIN_MAX_FAILURES": str(self.login_max_failures),
             "CARINA_LOGIN_WINDOW_S": str(self.login_window_s),
             "CARINA_JOBS_WORKERS": str(self.jobs_workers),
+            "CARINA_JOBS_MAX_PER_USER": str(self.jobs_max_per_user),
+            "CARINA_JOBS_MAX_PER_PROJECT": str(self.jobs_max_per_project),
         }
         if self.secret_key is not None:
             env["CARINA_SECRET_KEY"] = self.secret_key.get_secret_value()
