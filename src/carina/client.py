@@ -174,14 +174,16 @@ class CarinaClient:
         resources: dict[str, float] | None = None,
         max_attempts: int = 1,
         timeout_s: float | None = None,
+        priority: int = 0,
     ) -> dict[str, Any]:
-        """Submit a job to a project; the queued job."""
+        """Submit a job to a project; the queued job (with its ``queue_position``)."""
         body = {
             "kind": kind,
             "params": params or {},
             "resources": resources or {},
             "max_attempts": max_attempts,
             "timeout_s": timeout_s,
+            "priority": priority,
         }
         result: dict[str, Any] = self.request("POST", f"/api/projects/{project}/jobs", json=body)
         return result

@@ -177,6 +177,10 @@ def test_jobs_commands(server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "cancelled" in listed.output
     only = runner.invoke(cli, ["jobs", "list", "liver", "--status", "succeeded"])
     assert "cancelled" not in only.output
+    urgent = runner.invoke(cli, ["jobs", "submit", "liver", "echo", "--priority", "4"])
+    assert urgent.exit_code == 0, urgent.output
+    with CarinaClient.login(server, "carol", PASSWORD) as carol:
+        assert carol.job("liver", int(urgent.output.strip()))["priority"] == 4
     refused = runner.invoke(cli, ["jobs", "submit", "liver", "echo", "--params", "[1]"])
     assert refused.exit_code == 1
     with CarinaClient.login(server, "carol", PASSWORD) as carol:

@@ -173,5 +173,6 @@ def test_priority_above_normal_takes_a_manager_and_queue_positions_follow_it(
     cancelled = site.client.post(
         f"/api/projects/alpha/jobs/{urgent['id']}/cancel", headers=site.headers("manager")
     ).json()
-    assert cancelled["status"] == "cancelled" and cancelled["queue_position"] is None
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["queue_position"] is None
     assert _job(site, "viewer", low["id"])["queue_position"] == listed[low["id"]] - 1

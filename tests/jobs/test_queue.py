@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-
 from sqlalchemy.orm import sessionmaker
 
 from carina.auth.store import AuthStore
@@ -122,7 +121,8 @@ def test_engine_holds_back_an_owners_jobs_past_the_limit(
         assert max(running_of_1) == 1
         done = [engine.wait(j.id) for j in [*first, other]]
         assert all(d.status is JobStatus.SUCCEEDED for d in done)
-        assert done[3].started_at is not None and done[1].started_at is not None
+        assert done[3].started_at is not None
+        assert done[1].started_at is not None
         assert done[3].started_at < done[1].started_at  # user 2 did not wait for user 1's queue
         starts = [d.started_at for d in done[:3]]
         assert starts == sorted(starts)  # one owner's jobs in submission order
@@ -138,6 +138,7 @@ def test_engine_starts_the_higher_priority_job_first(db_url: str, users: list[in
         where = engine.queue_positions()
         assert where[high.id] < where[low.id]
         done_low, done_high = engine.wait(low.id), engine.wait(high.id)
-        assert done_high.started_at is not None and done_low.started_at is not None
+        assert done_high.started_at is not None
+        assert done_low.started_at is not None
         assert done_high.started_at <= done_low.started_at
         assert engine.queue_positions() == {}

@@ -26,6 +26,9 @@ def jobs_submit(
     params: str = typer.Option("{}", "--params", help="Parameters as a JSON object."),
     max_attempts: int = typer.Option(1, "--max-attempts", help="Attempts for transient failures."),
     timeout: float | None = typer.Option(None, "--timeout", help="Time limit per attempt (s)."),
+    priority: int = typer.Option(
+        0, "--priority", help="-10..10, higher starts first; above 0 takes a manager."
+    ),
     url: str | None = UrlOption,
     token: str | None = TokenOption,
 ) -> None:
@@ -39,7 +42,12 @@ def jobs_submit(
     try:
         with _client(url, token) as client:
             job = client.submit_job(
-                project, kind, values, max_attempts=max_attempts, timeout_s=timeout
+                project,
+                kind,
+                values,
+                max_attempts=max_attempts,
+                timeout_s=timeout,
+                priority=priority,
             )
     except CarinaAPIError as exc:
         raise _fail(str(exc)) from exc
@@ -62,10 +70,11 @@ def jobs_list(
         raise _fail(str(exc)) from exc
     table = Table("id", "kind", "status", "progress", "message", "owner", "created")
     for job in jobs:
+        position, priority = job.get("queue_position"), job.get("priority", 0)
         table.add_row(
             str(job["id"]),
-            job["kind"],
-            job["status"],
+            job["kind"] + (f" (p{priority:+d})" if priority else ""),
+            job["status"] if position is None else f"queued #{position}",
             f"{job['progress']:.0%}",
             job["message"],
             job["owner"] or "",
@@ -97,11 +106,10 @@ def jobs_watch(
             task = bar.add_task("", total=1.0, job=job_id, status="")
             while True:
                 job = client.job(project, job_id)
+                position = job.get("queue_position")
+                shown = job["status"] if position is None else f"queued #{position}"
                 bar.update(
-                    task,
-                    completed=job["progress"],
-                    description=job["message"],
-                    status=job["status"],
+                    task, completed=job["progress"], description=job["message"], status=shown
                 )
                 if job["status"] in FINISHED:
                     break
