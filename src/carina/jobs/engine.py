@@ -19,7 +19,7 @@ from distributed import Client, Future, LocalCluster
 from carina.db import create_db_engine, upgrade_database
 from carina.jobs.queue import Limits, admissible, fair_order, positions
 from carina.jobs.registry import JobError, get_kind
-from carina.jobs.store import JobRecord, JobStatus, JobStore
+from carina.jobs.store import JobRecord, JobStatus, JobStore, QueueEntry
 from carina.jobs.worker import run_job, stopping
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Engine:
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
         self._futures: dict[int, Future] = {}
-        self._handed: dict[int, JobRecord] = {}  # jobs with the cluster, by id
+        self._handed: dict[int, QueueEntry] = {}  # jobs with the cluster, by id
         self._lock = threading.Lock()
         self._pump_lock = threading.Lock()
         self._stop = threading.Event()
@@ -148,7 +148,7 @@ class Engine:
             timeout_s=timeout_s,
             priority=priority,
         )
-        self.pump()
+        self._wake.set()  # the watchdog thread hands it over (many submissions, one pass)
         return record
 
     def get(self, job_id: int) -> JobRecord | None:
@@ -228,7 +228,7 @@ class Engine:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _dispatch(self, record: JobRecord) -> None:
+    def _dispatch(self, record: QueueEntry) -> None:
         if self.client is None:
             raise JobError("the jobs engine is not started")
         future = self.client.submit(

@@ -12,8 +12,23 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-from carina.jobs.store import JobRecord
+
+class Queued(Protocol):
+    """A job as the queue sees it (a ``JobRecord`` or a ``QueueEntry``)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def owner_id(self) -> int | None: ...
+    @property
+    def project_id(self) -> int | None: ...
+    @property
+    def priority(self) -> int: ...
+
+
+Q = TypeVar("Q", bound=Queued)
 
 
 @dataclass(frozen=True)
@@ -32,17 +47,17 @@ class Limits:
                 raise ValueError(f"{name} must be at least 1 (or None for no limit)")
 
 
-def _owner(record: JobRecord) -> int:
+def _owner(record: Queued) -> int:
     return -1 if record.owner_id is None else record.owner_id
 
 
-def fair_order(waiting: Iterable[JobRecord], running: Iterable[JobRecord] = ()) -> list[JobRecord]:
+def fair_order(waiting: Iterable[Q], running: Iterable[Queued] = ()) -> list[Q]:
     """``waiting`` in the order the engine starts them, given the jobs already ``running``."""
     load = Counter(_owner(r) for r in running)
-    by_owner: dict[int, list[JobRecord]] = {}
+    by_owner: dict[int, list[Q]] = {}
     for record in waiting:
         by_owner.setdefault(_owner(record), []).append(record)
-    keyed: list[tuple[int, int, int, JobRecord]] = []
+    keyed: list[tuple[int, int, int, Q]] = []
     for owner, records in by_owner.items():
         records.sort(key=lambda r: (-r.priority, r.id))
         for rank, record in enumerate(records):
@@ -52,16 +67,16 @@ def fair_order(waiting: Iterable[JobRecord], running: Iterable[JobRecord] = ()) 
 
 
 def admissible(
-    ordered: Sequence[JobRecord], running: Iterable[JobRecord], limits: Limits, capacity: int
-) -> list[JobRecord]:
+    ordered: Sequence[Q], running: Iterable[Queued], limits: Limits, capacity: int
+) -> list[Q]:
     """The jobs of ``ordered`` (already in start order) that may be handed over now without
     passing ``limits``; ``capacity`` is the total when ``limits.total`` is ``None``."""
-    running = list(running)
-    owners = Counter(_owner(r) for r in running)
-    projects = Counter(r.project_id for r in running)
+    held = list(running)
+    owners = Counter(_owner(r) for r in held)
+    projects = Counter(r.project_id for r in held)
     total = limits.total if limits.total is not None else capacity
-    free = total - len(running)
-    chosen: list[JobRecord] = []
+    free = total - len(held)
+    chosen: list[Q] = []
     for record in ordered:
         if free <= 0:
             break
@@ -81,8 +96,8 @@ def admissible(
     return chosen
 
 
-def positions(ordered: Sequence[JobRecord], dispatched: Sequence[JobRecord]) -> dict[int, int]:
+def positions(ordered: Sequence[Queued], dispatched: Sequence[Queued]) -> dict[int, int]:
     """1-based queue position of every queued job: those already handed to the cluster and not yet
     started come first (in id order), then the waiting ones in start order."""
-    queue = sorted(dispatched, key=lambda r: r.id) + list(ordered)
+    queue: list[Queued] = [*sorted(dispatched, key=lambda r: r.id), *ordered]
     return {record.id: n for n, record in enumerate(queue, start=1)}

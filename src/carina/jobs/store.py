@@ -101,6 +101,18 @@ class JobRecord:
         )
 
 
+@dataclass(frozen=True)
+class QueueEntry:
+    """What the engine needs to order and hand over a queued job (read without its log)."""
+
+    id: int
+    owner_id: int | None
+    project_id: int | None
+    priority: int
+    resources: dict[str, float]
+    attempts: int
+
+
 def _line(text: str) -> str:
     return f"{_now().isoformat(timespec='seconds')} {text}\n"
 
@@ -189,11 +201,18 @@ class JobStore:
         with Session(self.engine) as session:
             return [JobRecord.of(row) for row in session.scalars(query)]
 
-    def queued(self) -> list[JobRecord]:
+    def queued(self) -> list[QueueEntry]:
         """Jobs waiting to start, oldest first."""
-        query = select(Job).where(Job.status == JobStatus.QUEUED.value).order_by(Job.id)
+        query = (
+            select(Job.id, Job.owner_id, Job.project_id, Job.priority, Job.resources, Job.attempts)
+            .where(Job.status == JobStatus.QUEUED.value)
+            .order_by(Job.id)
+        )
         with Session(self.engine) as session:
-            return [JobRecord.of(row) for row in session.scalars(query)]
+            return [
+                QueueEntry(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
+                for row in session.execute(query)
+            ]
 
     def unfinished(self) -> list[JobRecord]:
         """Jobs queued or running, oldest first."""
