@@ -176,3 +176,25 @@ def test_priority_above_normal_takes_a_manager_and_queue_positions_follow_it(
     assert cancelled["status"] == "cancelled"
     assert cancelled["queue_position"] is None
     assert _job(site, "viewer", low["id"])["queue_position"] == listed[low["id"]] - 1
+
+
+def test_force_cancel_takes_a_manager_and_stops_a_running_job(working_site: Site) -> None:
+    site = working_site
+    job = site.client.post(
+        "/api/projects/alpha/jobs",
+        json={"kind": "sleep", "params": {"seconds": 60, "steps": 600}},
+        headers=site.headers("annotator"),
+    ).json()
+    poll(lambda: _job(site, "viewer", job["id"])["status"] == "running")
+    url = f"/api/projects/alpha/jobs/{job['id']}/cancel?force=true"
+    denied = site.client.post(url, headers=site.headers("annotator"))
+    assert denied.status_code == 403
+    assert _job(site, "viewer", job["id"])["status"] == "running"
+    forced = site.client.post(url, headers=site.headers("manager"))
+    assert forced.status_code == 200, forced.text
+    assert forced.json()["status"] == "cancelled"
+    assert "cancelled by force" in forced.json()["log"]
+    again = site.client.post(
+        "/api/projects/alpha/jobs", json={"kind": "echo"}, headers=site.headers("annotator")
+    ).json()
+    poll(lambda: _job(site, "viewer", again["id"])["status"] == "succeeded", timeout=60)

@@ -33,6 +33,7 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     "job.read": ALL,
     "job.cancel": {"owner", "manager", "annotator"},
     "job.prioritize": {"owner", "manager"},
+    "job.cancel.force": {"owner", "manager"},
 }
 EXPECTED_SITE_ACTIONS = {"self.read", "self.manage", "project.create", "project.list"}
 

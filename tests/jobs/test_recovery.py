@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -9,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from carina.jobs import Engine, JobStatus, JobStore
+import pytest
+
+from carina.jobs import Engine, JobError, JobStatus, JobStore
 from tests.jobs.conftest import poll
 
 
@@ -113,3 +116,38 @@ def test_closing_does_not_wait_for_running_jobs_and_the_next_start_runs_them(
         cancelled = second.cancel(job.id)
         assert cancelled is not None
         assert second.wait(job.id, timeout=10).status is JobStatus.CANCELLED
+
+
+def test_a_stuck_job_is_cancelled_by_force_and_its_worker_restarted(
+    db_url: str, store: JobStore
+) -> None:
+    with Engine(db_url, n_workers=1, processes=True, watch_interval_s=0.1) as engine:
+        assert engine.client is not None
+        # the worker process learns the test kinds (test.busy never reports progress)
+        engine.client.run(importlib.import_module, "tests.jobs.conftest")
+        job = engine.submit("test.busy", {"seconds": 120})
+        running = poll(lambda: (r := store.get(job.id)) and r.status is JobStatus.RUNNING and r)
+        pid_before = engine.client.run(os.getpid)[running.worker]
+        asked = time.monotonic()
+        polite = engine.cancel(job.id)
+        assert polite is not None
+        assert polite.status is JobStatus.RUNNING  # cooperative: it would wait 120 s
+        forced = engine.cancel(job.id, force=True)
+        assert forced is not None
+        assert forced.status is JobStatus.CANCELLED
+        assert time.monotonic() - asked < 30
+        assert "cancelled by force" in forced.log
+        pids = poll(lambda: engine.client.run(os.getpid) if engine.client else None)
+        assert pid_before not in pids.values()
+        # the cluster still runs jobs afterwards, and the cancelled one stays cancelled
+        after = engine.wait(engine.submit("echo", {"ok": 1}).id, timeout=60)
+        assert after.status is JobStatus.SUCCEEDED
+        assert store.get(job.id).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+
+
+def test_force_needs_worker_processes(engine: Engine, store: JobStore) -> None:
+    job = engine.submit("sleep", {"seconds": 30, "steps": 300})
+    poll(lambda: (r := store.get(job.id)) and r.progress > 0)
+    with pytest.raises(JobError, match="in-process worker"):
+        engine.cancel(job.id, force=True)
+    assert engine.wait(job.id, timeout=10).status is JobStatus.CANCELLED

@@ -23,6 +23,7 @@ from carina.jobs import (
     MAX_PRIORITY,
     MIN_PRIORITY,
     Engine,
+    JobError,
     JobRecord,
     JobStatus,
     JobStore,
@@ -211,14 +212,28 @@ def get_job(
 
 @router.post("/projects/{project}/jobs/{job_id}/cancel", tags=["jobs"])
 def cancel_job(
-    request: Request, job_id: JobId, access: Annotated[Access, _in_project(Action.CANCEL_JOB)]
+    request: Request,
+    job_id: JobId,
+    access: Annotated[Access, _in_project(Action.CANCEL_JOB)],
+    force: Annotated[
+        bool, Query(description="Also stop a running job that reports no progress")
+    ] = False,
 ) -> JobDetail:
     """Request cancellation: a queued job ends at once, a running one at its next progress
-    report. A finished job is returned as it is."""
+    report; with ``force`` (owners and managers) a running job is stopped by restarting its
+    worker process. A finished job is returned as it is."""
     assert access.project is not None
     _record_in_project(request, access, job_id)
+    if force and not can(access.principal, Action.FORCE_CANCEL_JOB, Resource(access.project)):
+        raise HTTPException(403, "cancelling by force takes a project owner or manager")
     engine = _engine(request)
-    record = engine.cancel(job_id) if engine is not None else _store(request).request_cancel(job_id)
+    if engine is not None:
+        try:
+            record = engine.cancel(job_id, force=force)
+        except JobError as error:
+            raise HTTPException(409, str(error)) from None
+    else:
+        record = _store(request).request_cancel(job_id)
     assert record is not None
-    _audit(request, access, "job.cancel", job_id)
+    _audit(request, access, "job.cancel", job_id, "forced" if force else "")
     return JobDetail(**_out(record, access.project, _owners(request)))

@@ -43,6 +43,7 @@ class Action(enum.StrEnum):
     READ_JOB = "job.read"
     CANCEL_JOB = "job.cancel"
     PRIORITIZE_JOB = "job.prioritize"
+    FORCE_CANCEL_JOB = "job.cancel.force"
 
 
 ALL_ROLES = frozenset(Role)
@@ -61,6 +62,8 @@ GRANTS: dict[Action, frozenset[Role]] = {
     Action.CANCEL_JOB: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
     # submitting above normal priority (0); anyone who submits may lower their own
     Action.PRIORITIZE_JOB: frozenset({Role.OWNER, Role.MANAGER}),
+    # restarting a worker process (its other jobs run again elsewhere)
+    Action.FORCE_CANCEL_JOB: frozenset({Role.OWNER, Role.MANAGER}),
 }
 
 SITE_ACTIONS = frozenset(

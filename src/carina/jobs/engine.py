@@ -154,10 +154,30 @@ class Engine:
     def get(self, job_id: int) -> JobRecord | None:
         return self.store.get(job_id)
 
-    def cancel(self, job_id: int) -> JobRecord | None:
-        """Request cancellation: queued jobs end at once, running ones at their next progress."""
+    def cancel(self, job_id: int, *, force: bool = False) -> JobRecord | None:
+        """Request cancellation: queued jobs end at once, running ones at their next progress.
+
+        ``force`` also ends a running job that reports no progress (stuck in a library call): the
+        row is marked cancelled, then its worker process is restarted. Other jobs that were on
+        that worker run again elsewhere, as after any lost worker. Needs worker processes.
+        """
         record = self.store.request_cancel(job_id)
-        if record is not None and record.status is JobStatus.CANCELLED:
+        if record is None:
+            return None
+        if force and record.status is JobStatus.RUNNING:
+            if self.client is None:
+                raise JobError("the jobs engine is not started")
+            if not record.worker.startswith("tcp://"):
+                raise JobError(
+                    "a job on an in-process worker cannot be stopped by force; "
+                    "it ends at its next progress report"
+                )
+            if self.store.mark_cancelled(job_id, record.attempts):
+                self.store.note(job_id, f"cancelled by force: restarting worker {record.worker}")
+                self.client.restart_workers([record.worker], raise_for_error=False)
+            record = self.store.get(job_id)
+            assert record is not None
+        if record.status is JobStatus.CANCELLED:
             with self._lock:
                 future = self._futures.pop(job_id, None)
                 self._handed.pop(job_id, None)

@@ -293,6 +293,15 @@ class JobStore:
             self._append_log(session, row, text)
             return True
 
+    def note(self, job_id: int, text: str) -> bool:
+        """Append a line to a job's log whatever its state (engine events)."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(Job, job_id, with_for_update=True)
+            if row is None:
+                return False
+            self._append_log(session, row, text)
+            return True
+
     def cancel_requested(self, job_id: int) -> bool:
         with Session(self.engine) as session:
             return bool(
