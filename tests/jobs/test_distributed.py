@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -86,3 +88,48 @@ def test_resources_option_is_parsed() -> None:
     for bad in ("GPU", "=1", "GPU=one"):
         with pytest.raises(typer.BadParameter):
             parse_resources(bad)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def bare_scheduler() -> Iterator[str]:
+    """A scheduler process with no workers."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", _CLI, "scheduler", "--port", str(port)])
+    try:
+        poll(lambda: _listening(port), timeout=30)
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def _worker(address: str) -> Iterator[None]:
+    process = subprocess.Popen([sys.executable, "-c", _CLI, "worker", "--scheduler", address])
+    try:
+        yield
+    finally:
+        _stop(process)
+
+
+def test_kind_modules_reach_workers_that_join_later(bare_scheduler: str, db_url: str) -> None:
+    scheduler = bare_scheduler
+    with Engine(
+        db_url, scheduler=scheduler, watch_interval_s=0.1, kind_modules=("tests.jobs.kinds_extra",)
+    ) as engine:
+        job = engine.submit("test.extra", {"x": 2})
+        # no worker yet: the job waits queued
+        time.sleep(0.5)
+        assert engine.get(job.id).status is JobStatus.QUEUED  # type: ignore[union-attr]
+        with _worker(scheduler):
+            done = engine.wait(job.id, timeout=60)
+    assert done.status is JobStatus.SUCCEEDED
+    assert done.result == {"x": 2, "module": "tests.jobs.kinds_extra"}

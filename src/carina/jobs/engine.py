@@ -8,6 +8,7 @@ resubmits every job left queued or running, and a watchdog fails attempts past t
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import threading
 import time
@@ -20,7 +21,7 @@ from carina.db import create_db_engine, upgrade_database
 from carina.jobs.queue import Limits, admissible, fair_order, positions
 from carina.jobs.registry import JobError, get_kind
 from carina.jobs.store import JobRecord, JobStatus, JobStore, QueueEntry
-from carina.jobs.worker import run_job, stopping
+from carina.jobs.worker import ImportKinds, run_job, stopping
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ class Engine:
     ``scheduler`` (``tcp://host:8786``) connects to an external Dask scheduler; otherwise a local
     cluster of ``n_workers`` workers (``processes`` or threads) with ``resources`` each is started.
     Queued jobs wait in the database until ``limits`` let them start (see ``carina.jobs.queue``).
+    ``kind_modules`` are imported on every worker (and here) to register kinds defined outside
+    ``carina.jobs``.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class Engine:
         backoff_s: float = 1.0,
         watch_interval_s: float = 1.0,
         limits: Limits | None = None,
+        kind_modules: tuple[str, ...] = (),
     ) -> None:
         self.db_url = db_url
         self.scheduler = scheduler
@@ -55,6 +59,7 @@ class Engine:
         self.backoff_s = backoff_s
         self.watch_interval_s = watch_interval_s
         self.limits = limits or Limits()
+        self.kind_modules = kind_modules
         self.store = JobStore(create_db_engine(db_url))
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
@@ -91,6 +96,10 @@ class Engine:
                 **({"host": "127.0.0.1"} if self.processes else {}),
             )
             self.client = Client(self.cluster, set_as_default=False)
+        if self.kind_modules:
+            for module in self.kind_modules:  # this process checks kinds at submission
+                importlib.import_module(module)
+            self.client.register_plugin(ImportKinds(self.kind_modules))
         self.recover()
         self._stop.clear()
         self._watchdog = threading.Thread(

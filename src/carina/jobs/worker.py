@@ -6,12 +6,14 @@ attempt it belongs to, so a run that was superseded, timed out or cancelled chan
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
 import time
 import traceback
 
+from distributed.diagnostics.plugin import WorkerPlugin
 from sqlalchemy import Engine
 
 from carina.db import create_db_engine
@@ -30,6 +32,20 @@ from carina.jobs.store import JobStore
 _ENGINES: dict[str, Engine] = {}
 _STOPPING: dict[str, threading.Event] = {}
 _LOCK = threading.Lock()
+
+
+class ImportKinds(WorkerPlugin):  # type: ignore[misc]
+    """Imports modules that register job kinds on every worker, present and joining later (kinds
+    of higher layers, e.g. ones that read the archive, live outside ``carina.jobs``)."""
+
+    name = "carina-job-kinds"
+
+    def __init__(self, modules: tuple[str, ...]) -> None:
+        self.modules = modules
+
+    def setup(self, worker: object) -> None:
+        for module in self.modules:
+            importlib.import_module(module)
 
 
 def stopping(db_url: str) -> threading.Event:
