@@ -42,6 +42,10 @@ class Action(enum.StrEnum):
     SUBMIT_JOB = "job.submit"
     READ_JOB = "job.read"
     CANCEL_JOB = "job.cancel"
+    READ_ANNOTATIONS = "annotation.read"
+    ANNOTATE = "annotation.write"
+    REVIEW = "annotation.review"
+    MANAGE_TASKS = "annotation.manage"
 
 
 ALL_ROLES = frozenset(Role)
@@ -58,6 +62,10 @@ GRANTS: dict[Action, frozenset[Role]] = {
     Action.SUBMIT_JOB: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
     Action.READ_JOB: ALL_ROLES,
     Action.CANCEL_JOB: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
+    Action.READ_ANNOTATIONS: ALL_ROLES,
+    Action.ANNOTATE: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
+    Action.REVIEW: frozenset({Role.OWNER, Role.MANAGER, Role.REVIEWER}),
+    Action.MANAGE_TASKS: frozenset({Role.OWNER, Role.MANAGER}),
 }
 
 SITE_ACTIONS = frozenset(
