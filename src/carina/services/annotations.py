@@ -258,6 +258,13 @@ class Annotations:
 
     def _on_grid(self, labels: LabelMap, seg: SegmentationInfo) -> npt.NDArray[Any]:
         if not labels.geometry.same_grid(seg.geometry, atol=1e-3):
+            # the same grid with axes in another order or direction: exact, no resampling
+            reoriented = labels.reorient(seg.geometry.orientation)
+            if isinstance(reoriented, LabelMap) and reoriented.geometry.same_grid(
+                seg.geometry, atol=1e-3
+            ):
+                labels = reoriented
+        if not labels.geometry.same_grid(seg.geometry, atol=1e-3):
             resampled = resample_to_geometry(labels, seg.geometry)
             assert isinstance(resampled, LabelMap)
             labels = resampled
