@@ -89,7 +89,8 @@ def test_concurrent_saves_on_one_parent_have_one_winner(tmp_path: Path) -> None:
         t.join()
     winners = [o for o in outcomes if not isinstance(o, ConflictError)]
     losers = [o for o in outcomes if isinstance(o, ConflictError)]
-    assert len(winners) == 1 and len(losers) == 5
+    assert len(winners) == 1
+    assert len(losers) == 5
     head = store.segmentation("p", seg).head_version_id
     assert head == winners[0].id  # type: ignore[attr-defined]
     assert all(e.key == str(head) for e in losers)
@@ -183,5 +184,6 @@ def test_label_sets_are_validated(tmp_path: Path) -> None:
             }
         ]
     )
-    assert parsed[4].code is not None and parsed[4].code.value == "10200004"
+    assert parsed[4].code is not None
+    assert parsed[4].code.value == "10200004"
     assert LabelSet.from_list(parsed.to_list()) == parsed
