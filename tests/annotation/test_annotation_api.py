@@ -405,6 +405,14 @@ def test_task_lifecycle_and_review_rules(site: Site, lung: Lung) -> None:
     )
     assert own.status_code == 403
     assert "cannot review their own" in own.json()["detail"]
+    # nor the co-annotator's part of the same task
+    co = site.client.post(
+        f"/api/projects/alpha/tasks/{tid}/review",
+        json={"annotator": "annotator", "decision": "accept"},
+        headers=site.headers("manager"),
+    )
+    assert co.status_code == 403
+    assert "annotate task" in co.json()["detail"]
     # annotators do not review at all
     assert (
         site.client.post(

@@ -776,10 +776,17 @@ class AnnotationStore:
         accept: bool,
         comment: str = "",
     ) -> TaskInfo:
-        """Accept or return an annotator's submitted work; nobody reviews their own."""
+        """Accept or return an annotator's submitted work. Nobody reviews a task they are
+        assigned to: neither their own part nor a co-annotator's of the same case."""
         annotator_id = self.user_id(annotator)
         if annotator_id == reviewer_id:
             raise PermissionDeniedError("an annotator cannot review their own task")
+        with self.session() as session:
+            self._task_row(session, project, task_id)
+            if session.get(TaskAssignment, (task_id, reviewer_id)) is not None:
+                raise PermissionDeniedError(
+                    f"you annotate task {task_id} yourself and cannot review it"
+                )
         if not accept and not comment.strip():
             raise LabelError("returning a task needs a comment saying what to change")
         return self._move(
