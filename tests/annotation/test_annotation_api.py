@@ -21,6 +21,7 @@ from carina.dicom import load_series, scan
 from carina.dicom.seg import read_segmentation
 from carina.imaging import read_labelmap
 from tests.api.conftest import Site, build_site
+from tests.dicom_factory import ct_slices_with_geometry
 
 LABELS = [
     {"value": 1, "name": "lesion", "color": [255, 0, 0]},
@@ -531,3 +532,39 @@ def test_agreement_and_consensus_of_two_annotators(site: Site, lung: Lung) -> No
         else:
             assert not ((consensus == 2) & ~either).any()
             assert ((consensus == 2) & both).sum() == both.sum()
+
+
+def test_a_viewer_on_another_origin_reads_the_grid_headers(tmp_path: Path) -> None:
+    study, series = "1.2.826.0.1.3680043.10.9.1", "1.2.826.0.1.3680043.10.9.2"
+    for site in build_site(tmp_path / "data", cors_origins=["http://viewer.local"]):
+        results = site.app.state.archive.ingest(
+            [(None, d) for d in ct_slices_with_geometry(study, series, count=3)]
+        )
+        assert all(r.status.ok for r in results)
+        site.store.add_studies("alpha", [study])
+        headers = site.headers("manager")
+        site.client.post(
+            "/api/projects/alpha/label-sets",
+            json={"name": "chest", "labels": LABELS},
+            headers=headers,
+        )
+        seg = site.client.post(
+            "/api/projects/alpha/segmentations",
+            json={"study": study, "series": series, "label_set": "chest"},
+            headers=headers,
+        ).json()
+        assert seg["shape"] == [3, 8, 8]
+        labels = np.zeros((3, 8, 8), dtype=np.uint16)
+        labels[1, 2:5, 3:6] = 2
+        version = _save(site, "manager", seg["id"], labels).json()
+        response = site.client.get(
+            f"/api/projects/alpha/segmentations/{seg['id']}/versions/{version['id']}",
+            headers={"Origin": "http://viewer.local", **headers},
+        )
+        assert response.headers["access-control-allow-origin"] == "http://viewer.local"
+        exposed = {
+            h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+        }
+        assert {"x-carina-shape", "x-carina-dtype"} <= exposed
+        assert response.headers["X-Carina-Dtype"] == "uint16"
+        assert np.array_equal(np.frombuffer(response.content, dtype="<u2").reshape(3, 8, 8), labels)

@@ -169,6 +169,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
+            # a viewer on another origin reads the grid of a raw label map from these
+            expose_headers=["X-Carina-Shape", "X-Carina-Dtype", "ETag"],
         )
 
     @app.exception_handler(CarinaError)
