@@ -84,6 +84,15 @@ def test_shapes_round_trip_through_sr(site: Site, shared_data: Path) -> None:
         site.client.post("/api/projects/alpha/shapes", json=body, headers=headers).status_code
         == 422
     )
+    # points off the image's plane (1 mm above it) are refused
+    lifted = [[x, y, z + 1.0] for x, y, z in _in_plane(ds, shapes["angle"])]
+    off = site.client.post(
+        "/api/projects/alpha/shapes",
+        json={**body, "kind": "angle", "points": lifted},
+        headers=headers,
+    )
+    assert off.status_code == 422
+    assert "off the plane" in off.json()["detail"]
 
     response = site.client.get(
         f"/api/projects/alpha/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/shapes/sr",

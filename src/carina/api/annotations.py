@@ -31,7 +31,7 @@ from carina.annotation.sr import shapes_to_sr
 from carina.api.security import Access, RequireInProject, client_ip, get_audit
 from carina.auth import Action
 from carina.auth.audit import ALLOWED
-from carina.core.errors import ConflictError
+from carina.core.errors import ConflictError, GeometryError
 from carina.core.labels import LabelSet
 from carina.services.annotations import (
     DTYPE_HEADER,
@@ -447,16 +447,20 @@ def list_shapes(
 
 @router.post("/projects/{project}/shapes", status_code=201)
 def add_shape(request: Request, body: ShapeIn, access: Write) -> dict[str, Any]:
-    """A geometric annotation on an instance of a study of the project."""
+    """A geometric annotation on an instance of a study of the project; the points must lie on
+    that image's plane (within 0.05 mm)."""
     service = _service(request)
     project = _project(access)
     service.check_instance(project, body.study, body.series, body.sop)
+    frame = service.check_on_plane(body.sop, body.points)
+    if body.frame_of_reference and frame and body.frame_of_reference != frame:
+        raise GeometryError(f"image {body.sop} is in frame of reference {frame}")
     info = service.store.add_shape(
         project,
         study_uid=body.study,
         series_uid=body.series,
         sop_uid=body.sop,
-        frame_of_reference_uid=body.frame_of_reference,
+        frame_of_reference_uid=body.frame_of_reference or frame,
         kind=body.kind,
         points=body.points,
         label=body.label,

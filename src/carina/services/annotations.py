@@ -141,6 +141,20 @@ class Annotations:
         self._check_study(project, study_uid)
         self.archive.instances(study_uid, series_uid, sop_uid)
 
+    def check_on_plane(
+        self, sop_uid: str, points: Sequence[Sequence[float]], tolerance_mm: float = 0.05
+    ) -> str:
+        """That ``points`` lie on the plane of the image they are drawn on (so that the SR, which
+        stores image coordinates, keeps them); returns the image's frame of reference."""
+        plane, frame = self.plane_of(sop_uid)
+        normal = np.cross(plane.row_direction, plane.column_direction)
+        off = np.abs((np.asarray(points, dtype=np.float64) - plane.origin) @ normal)
+        if off.size and float(off.max()) > tolerance_mm:
+            raise GeometryError(
+                f"points lie up to {float(off.max()):.3f} mm off the plane of image {sop_uid}"
+            )
+        return frame
+
     def plane_of(self, sop_uid: str) -> tuple[ImagePlane, str]:
         """The image plane and frame of reference of a stored single-frame image."""
         found = self.archive.find_instances({"SOPInstanceUID": sop_uid})
