@@ -5,6 +5,7 @@ agreement and consensus of two annotators' threshold masks."""
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import tempfile
 from collections.abc import Iterator
@@ -568,3 +569,41 @@ def test_a_viewer_on_another_origin_reads_the_grid_headers(tmp_path: Path) -> No
         assert {"x-carina-shape", "x-carina-dtype"} <= exposed
         assert response.headers["X-Carina-Dtype"] == "uint16"
         assert np.array_equal(np.frombuffer(response.content, dtype="<u2").reshape(3, 8, 8), labels)
+
+
+def test_label_maps_travel_gzipped(site: Site, lung: Lung) -> None:
+    seg = _new_seg(site, lung)
+    labels = _lung_mask(lung, -450)
+    raw = _raw(labels)
+    packed = gzip.compress(raw["content"])
+    assert len(packed) < len(raw["content"]) / 20
+    saved = site.client.post(
+        f"/api/projects/alpha/segmentations/{seg['id']}/versions",
+        content=packed,
+        headers={**raw["headers"], "Content-Encoding": "gzip", **site.headers("annotator")},
+    )
+    assert saved.status_code == 201, saved.text
+    url = f"/api/projects/alpha/segmentations/{seg['id']}/versions/{saved.json()['id']}"
+    with site.client.stream(
+        "GET", url, headers={"Accept-Encoding": "gzip", **site.headers("viewer")}
+    ) as response:
+        body = response.read()
+        assert response.headers["content-encoding"] == "gzip"
+        assert response.num_bytes_downloaded < len(raw["content"]) / 20
+    assert body == raw["content"]
+    # a body that inflates past the declared shape is refused before it is all inflated
+    bomb = gzip.compress(bytes(len(raw["content"]) * 4))
+    refused = site.client.post(
+        f"/api/projects/alpha/segmentations/{seg['id']}/versions",
+        content=bomb,
+        params={"parent": saved.json()["id"]},
+        headers={**raw["headers"], "Content-Encoding": "gzip", **site.headers("annotator")},
+    )
+    assert refused.status_code == 422
+    refused = site.client.post(
+        f"/api/projects/alpha/segmentations/{seg['id']}/versions",
+        content=packed,
+        params={"parent": saved.json()["id"]},
+        headers={**raw["headers"], "Content-Encoding": "br", **site.headers("annotator")},
+    )
+    assert refused.status_code == 422

@@ -10,6 +10,7 @@ assigned annotator saves on a task's segmentation, and nobody reviews their own 
 
 from __future__ import annotations
 
+import gzip
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -308,10 +309,16 @@ async def save_version(
     model_version: Annotated[str, Query(max_length=64)] = "",
     comment: Annotated[str, Query(max_length=4000)] = "",
 ) -> Any:
-    """Save a label map (raw body, see the headers) as the new head. ``parent`` must be the
-    current head (omitted for the first version); otherwise 409 names the head."""
+    """Save a label map (raw body, see the headers; ``Content-Encoding: gzip`` accepted) as the
+    new head. ``parent`` must be the current head (omitted for the first version); otherwise 409
+    names the head."""
     body = await request.body()
-    array = parse_raw(body, request.headers.get(SHAPE_HEADER), request.headers.get(DTYPE_HEADER))
+    array = parse_raw(
+        body,
+        request.headers.get(SHAPE_HEADER),
+        request.headers.get(DTYPE_HEADER),
+        request.headers.get("content-encoding"),
+    )
     try:
         version = _service(request).store.save_version(
             _project(access),
@@ -340,19 +347,22 @@ async def save_version(
 def get_version_labels(
     request: Request, seg_id: SegId, version_id: VersionId, access: Read
 ) -> Response:
-    """The label map of a version: raw (k, j, i) bytes with shape and dtype headers."""
+    """The label map of a version: raw (k, j, i) bytes with shape and dtype headers, gzipped
+    when the caller accepts it."""
     store = _service(request).store
     version = store.version(_project(access), seg_id, version_id)
     array = store.voxels(version)
-    return Response(
-        to_raw(array),
-        media_type="application/octet-stream",
-        headers={
-            SHAPE_HEADER: ",".join(str(s) for s in array.shape),
-            DTYPE_HEADER: array.dtype.name,
-            "ETag": f'"{version.blob_sha256}"',
-        },
-    )
+    headers = {
+        SHAPE_HEADER: ",".join(str(s) for s in array.shape),
+        DTYPE_HEADER: array.dtype.name,
+        "ETag": f'"{version.blob_sha256}"',
+        "Vary": "Accept-Encoding",
+    }
+    data = to_raw(array)
+    if "gzip" in request.headers.get("accept-encoding", "").lower():
+        data = gzip.compress(data, compresslevel=1)
+        headers["Content-Encoding"] = "gzip"
+    return Response(data, media_type="application/octet-stream", headers=headers)
 
 
 @router.get("/projects/{project}/segmentations/{seg_id}/versions/{version_id}/diff")

@@ -12,6 +12,7 @@ import io
 import math
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -57,8 +58,12 @@ SHAPE_HEADER = "X-Carina-Shape"
 DTYPE_HEADER = "X-Carina-Dtype"
 
 
-def parse_raw(body: bytes, shape: str | None, dtype: str | None) -> npt.NDArray[Any]:
-    """A (k, j, i) label map from a raw body and its ``X-Carina-Shape``/``X-Carina-Dtype``."""
+def parse_raw(
+    body: bytes, shape: str | None, dtype: str | None, encoding: str | None = None
+) -> npt.NDArray[Any]:
+    """A (k, j, i) label map from a raw body and its ``X-Carina-Shape``/``X-Carina-Dtype``;
+    ``encoding`` ``gzip`` (``Content-Encoding``) is decompressed, never past the size the shape
+    needs."""
     if not shape or not dtype:
         raise LabelError(f"a raw label map needs the {SHAPE_HEADER} and {DTYPE_HEADER} headers")
     if dtype not in RAW_DTYPES:
@@ -70,6 +75,15 @@ def parse_raw(body: bytes, shape: str | None, dtype: str | None) -> npt.NDArray[
     if len(dims) != 3 or any(d < 1 for d in dims):
         raise LabelError(f"{SHAPE_HEADER} must be three positive integers, not {shape!r}")
     item = np.dtype(RAW_DTYPES[dtype]).itemsize
+    encoding = (encoding or "identity").strip().lower()
+    if encoding == "gzip":
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflate.decompress(body, math.prod(dims) * item + 1)
+        except zlib.error as exc:
+            raise LabelError(f"the gzip body cannot be decompressed: {exc}") from None
+    elif encoding != "identity":
+        raise LabelError(f"Content-Encoding {encoding!r} is not accepted (gzip or none)")
     if len(body) != math.prod(dims) * item:
         raise LabelError(
             f"body has {len(body)} bytes; shape {dims} of {dtype} needs {math.prod(dims) * item}"
