@@ -187,3 +187,17 @@ def test_label_sets_are_validated(tmp_path: Path) -> None:
     assert parsed[4].code is not None
     assert parsed[4].code.value == "10200004"
     assert LabelSet.from_list(parsed.to_list()) == parsed
+
+
+def test_sweep_removes_only_old_unreferenced_blobs(tmp_path: Path) -> None:
+    store, user, seg = _setup(tmp_path)
+    kept = store.save_version("p", seg, _labels(1), parent_id=None, author_id=user)
+    orphan = store.blobs.put(_labels(300))  # as left by a save that died before its row
+    partial = store.blobs.root / "ab" / "cd" / ".x.lm.0123.part"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"half")
+    assert store.sweep_blobs() == []  # all younger than an hour: a save may be in flight
+    removed = store.sweep_blobs(older_than_s=0)
+    assert sorted(removed) == sorted([f"{orphan}.lm", partial.name])
+    assert not store.blobs.path(orphan).exists()
+    assert np.array_equal(store.voxels(kept), _labels(1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -409,6 +410,25 @@ class AnnotationStore:
     def voxels(self, version: VersionInfo) -> npt.NDArray[Any]:
         """The label map of a version in (k, j, i) order (read-only)."""
         return self.blobs.get(version.blob_sha256)
+
+    def sweep_blobs(self, older_than_s: float = 3600.0) -> list[str]:
+        """Remove blob files no version references (a save interrupted between its blob and its
+        row) and temporary files, when older than ``older_than_s`` (so that saves in flight
+        keep theirs); returns the names removed."""
+        with self.session() as session:
+            referenced = set(session.scalars(select(SegmentationVersion.blob_sha256).distinct()))
+        cutoff = time.time() - older_than_s
+        removed = []
+        for path in sorted(self.blobs.root.rglob("*")):
+            if not path.is_file():
+                continue
+            orphan = path.suffix == ".part" or (
+                path.suffix == ".lm" and path.stem not in referenced
+            )
+            if orphan and path.stat().st_mtime <= cutoff:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
 
     def save_version(
         self,

@@ -127,9 +127,11 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             dimse.start()
         app.state.dimse = dimse
         app.state.job_store = JobStore(opened.engine)
-        app.state.annotations = Annotations(
-            opened, app.state.auth, AnnotationStore(opened.engine, opened.data_dir)
-        )
+        annotation_store = AnnotationStore(opened.engine, opened.data_dir)
+        swept = annotation_store.sweep_blobs()
+        if swept:
+            log.info("removed %d unreferenced label map file(s)", len(swept))
+        app.state.annotations = Annotations(opened, app.state.auth, annotation_store)
         jobs = jobs_engine(settings, opened.engine)
         if jobs is not None:
             jobs.start()
