@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from carina.annotation import (
     LabelSetInfo,
@@ -313,14 +314,15 @@ async def save_version(
     new head. ``parent`` must be the current head (omitted for the first version); otherwise 409
     names the head."""
     body = await request.body()
-    array = parse_raw(
-        body,
-        request.headers.get(SHAPE_HEADER),
-        request.headers.get(DTYPE_HEADER),
-        request.headers.get("content-encoding"),
-    )
-    try:
-        version = _service(request).store.save_version(
+
+    def save() -> VersionInfo:  # decoding and hashing a label map: off the event loop
+        array = parse_raw(
+            body,
+            request.headers.get(SHAPE_HEADER),
+            request.headers.get(DTYPE_HEADER),
+            request.headers.get("content-encoding"),
+        )
+        return _service(request).store.save_version(
             _project(access),
             seg_id,
             array,
@@ -331,6 +333,9 @@ async def save_version(
             model_version=model_version,
             comment=comment,
         )
+
+    try:
+        version = await run_in_threadpool(save)
     except ConflictError as error:
         return _conflict(error)
     _audit(
@@ -417,7 +422,8 @@ async def import_version(
     """Import a DICOM SEG or NIfTI label map (the body) as a new version, e.g. AI pre-labels."""
     data = await request.body()
     try:
-        version = _service(request).import_version(
+        version = await run_in_threadpool(
+            _service(request).import_version,
             _project(access),
             seg_id,
             data,
@@ -496,7 +502,7 @@ async def import_shapes_sr(request: Request, access: Write) -> list[dict[str, An
     they must reference a study of the project."""
     service = _service(request)
     project = _project(access)
-    shapes = service.read_sr(await request.body())
+    shapes = await run_in_threadpool(service.read_sr, await request.body())
     out = []
     for shape in shapes:
         service.check_instance(project, shape.study_uid, shape.series_uid, shape.sop_uid)

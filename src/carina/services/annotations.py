@@ -46,7 +46,6 @@ from carina.core.errors import (
     SeriesError,
 )
 from carina.core.geometry import Geometry
-from carina.core.labels import LabelSet
 from carina.core.volume import LabelMap
 from carina.dicom import SeriesInfo, load_series, scan
 from carina.dicom.files import open_dataset
@@ -462,10 +461,6 @@ class Annotations:
             comment=f"{method} consensus of {len(heads)} annotators",
             provenance=provenance,
         )
-
-
-def label_set_from_body(items: list[dict[str, Any]]) -> LabelSet:
-    return LabelSet.from_list(items)
 
 
 def dataset_bytes(dataset: Dataset) -> bytes:
