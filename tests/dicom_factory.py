@@ -43,3 +43,55 @@ def ct_instance(
     out = io.BytesIO()
     ds.save_as(out, enforce_file_format=True)
     return out.getvalue()
+
+
+def ct_slices_with_geometry(
+    study_uid: str, series_uid: str, count: int = 2, size: int = 8, patient_id: str = "P9"
+) -> list[bytes]:
+    """Axial CT slices (``size`` x ``size`` pixels, 0.5 mm pixels, 2 mm apart) with full plane
+    geometry and one frame of reference, as Part 10 bytes."""
+    frame = generate_uid()
+    out = []
+    for n in range(count):
+        ds = Dataset()
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = generate_uid()
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        ds.FrameOfReferenceUID = frame
+        ds.PatientID = patient_id
+        ds.PatientName = f"Test^{patient_id}"
+        ds.PatientBirthDate = ""
+        ds.PatientSex = ""
+        ds.StudyDate = "20240101"
+        ds.StudyTime = "120000"
+        ds.StudyID = "1"
+        ds.AccessionNumber = ""
+        ds.ReferringPhysicianName = ""
+        ds.Manufacturer = "Test"
+        ds.Modality = "CT"
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = n + 1
+        ds.ImagePositionPatient = [-2.0, -3.0, 10.0 + 2.0 * n]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing = [0.5, 0.5]
+        ds.SliceThickness = 2.0
+        ds.Rows = ds.Columns = size
+        ds.BitsAllocated = 16
+        ds.BitsStored = 12
+        ds.HighBit = 11
+        ds.PixelRepresentation = 0
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.PixelData = (np.arange(size * size, dtype="<u2") + 100 * n).tobytes()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        out.append(buffer.getvalue())
+    return out

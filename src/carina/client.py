@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import gzip
 from types import TracebackType
 from typing import Any
 
 import httpx
+import numpy as np
 
 
 class CarinaAPIError(Exception):
@@ -209,6 +211,179 @@ class CarinaClient:
         """Request cancellation of a job."""
         result: dict[str, Any] = self.request(
             "POST", f"/api/projects/{project}/jobs/{job_id}/cancel"
+        )
+        return result
+
+    # -- annotation -------------------------------------------------------------------------
+
+    def label_sets(self, project: str) -> list[dict[str, Any]]:
+        """The label sets of a project."""
+        result: list[dict[str, Any]] = self.request("GET", f"/api/projects/{project}/label-sets")
+        return result
+
+    def create_label_set(
+        self, project: str, name: str, labels: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A new label set: ``labels`` as ``[{"value": 1, "name": ..., "color": [r, g, b]}]``."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/projects/{project}/label-sets", json={"name": name, "labels": labels}
+        )
+        return result
+
+    def create_segmentation(
+        self, project: str, study: str, series: str, label_set: str, name: str = ""
+    ) -> dict[str, Any]:
+        """A new, empty segmentation of a stored series (its ``shape`` is slices, rows, cols)."""
+        body = {"study": study, "series": series, "label_set": label_set, "name": name}
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/projects/{project}/segmentations", json=body
+        )
+        return result
+
+    def segmentation(self, project: str, seg_id: int) -> dict[str, Any]:
+        """A segmentation with its version history."""
+        result: dict[str, Any] = self.request(
+            "GET", f"/api/projects/{project}/segmentations/{seg_id}"
+        )
+        return result
+
+    def save_labels(
+        self,
+        project: str,
+        seg_id: int,
+        labels: np.ndarray[Any, Any],
+        *,
+        parent: int | None = None,
+        tool: str = "",
+        model: str = "",
+        model_version: str = "",
+        comment: str = "",
+    ) -> dict[str, Any]:
+        """Save a uint8/uint16 label map in (slice, row, column) order as a new version on
+        ``parent`` (sent gzipped). A stale parent raises :class:`CarinaAPIError` 409."""
+        array = np.ascontiguousarray(labels)
+        if array.dtype not in (np.uint8, np.uint16) or array.ndim != 3:
+            raise ValueError("labels must be a 3-axis uint8 or uint16 array")
+        params: dict[str, Any] = {
+            "tool": tool,
+            "model": model,
+            "model_version": model_version,
+            "comment": comment,
+        }
+        if parent is not None:
+            params["parent"] = parent
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Encoding": "gzip",
+            "X-Carina-Shape": ",".join(str(n) for n in array.shape),
+            "X-Carina-Dtype": array.dtype.name,
+        }
+        body = gzip.compress(array.astype(array.dtype.newbyteorder("<")).tobytes(), 6)
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/projects/{project}/segmentations/{seg_id}/versions",
+            content=body,
+            params=params,
+            headers=headers,
+        )
+        return result
+
+    def labels(self, project: str, seg_id: int, version_id: int) -> np.ndarray[Any, Any]:
+        """The label map of a version, (slice, row, column)."""
+        response = self._http.get(
+            f"/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}",
+            headers={"Accept-Encoding": "gzip"},
+        )
+        if response.status_code >= 400:
+            _json(response)
+        shape = tuple(int(n) for n in response.headers["X-Carina-Shape"].split(","))
+        dtype = np.dtype(response.headers["X-Carina-Dtype"]).newbyteorder("<")
+        return np.frombuffer(response.content, dtype=dtype).reshape(shape)
+
+    def import_labels(
+        self,
+        project: str,
+        seg_id: int,
+        data: bytes,
+        format: str,
+        *,
+        parent: int | None = None,
+        model: str = "",
+        model_version: str = "",
+        comment: str = "",
+    ) -> dict[str, Any]:
+        """Import a DICOM SEG (``format="seg"``) or NIfTI (``"nifti"``) file as a new version."""
+        params: dict[str, Any] = {
+            "format": format,
+            "model": model,
+            "model_version": model_version,
+            "comment": comment,
+        }
+        if parent is not None:
+            params["parent"] = parent
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/projects/{project}/segmentations/{seg_id}/import",
+            content=data,
+            params=params,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return result
+
+    def export_labels(self, project: str, seg_id: int, version_id: int, format: str) -> bytes:
+        """A version as DICOM SEG (``format="seg"``) or gzipped NIfTI (``"nifti"``) bytes."""
+        response = self._http.get(
+            f"/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}/{format}"
+        )
+        if response.status_code >= 400:
+            _json(response)
+        return response.content
+
+    def create_task(self, project: str, **task: Any) -> dict[str, Any]:
+        """A task: study, series, label_set, assignees, and optionally title, instructions,
+        milestone, due_at (ISO 8601)."""
+        result: dict[str, Any] = self.request("POST", f"/api/projects/{project}/tasks", json=task)
+        return result
+
+    def queue(self, project: str) -> list[dict[str, Any]]:
+        """The caller's open, in-progress and returned tasks."""
+        result: list[dict[str, Any]] = self.request("GET", f"/api/projects/{project}/queue")
+        return result
+
+    def submit_task(self, project: str, task_id: int) -> dict[str, Any]:
+        """Submit the caller's part of a task for review."""
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/api/projects/{project}/tasks/{task_id}/transition",
+            json={"action": "submit"},
+        )
+        return result
+
+    def review_task(
+        self, project: str, task_id: int, annotator: str, accept: bool, comment: str = ""
+    ) -> dict[str, Any]:
+        """Accept an annotator's part of a task, or return it with a comment."""
+        body = {
+            "annotator": annotator,
+            "decision": "accept" if accept else "return",
+            "comment": comment,
+        }
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/projects/{project}/tasks/{task_id}/review", json=body
+        )
+        return result
+
+    def agreement(self, project: str, task_id: int) -> list[dict[str, Any]]:
+        """Dice, HD95 and volume differences per label and pair of annotators of a task."""
+        result: list[dict[str, Any]] = self.request(
+            "GET", f"/api/projects/{project}/tasks/{task_id}/agreement"
+        )
+        return result
+
+    def consensus(self, project: str, task_id: int, method: str = "staple") -> dict[str, Any]:
+        """Build a consensus (``staple`` or ``majority``) of a task's annotators' versions."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/api/projects/{project}/tasks/{task_id}/consensus", json={"method": method}
         )
         return result
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.routing import iter_route_contexts
 
+from carina.annotation import ShapeKind
 from carina.api.security import PUBLIC_ROUTES, declared_action
 from carina.auth import Role
 from carina.auth.policy import GRANTS, SITE_ACTIONS
+from carina.core.labels import Label, LabelSet
+from tests.dicom_factory import ct_slices_with_geometry
 
 from .conftest import Site
 
@@ -34,6 +38,10 @@ EXPECTED_GRANTS: dict[str, set[str]] = {
     "job.cancel": {"owner", "manager", "annotator"},
     "job.prioritize": {"owner", "manager"},
     "job.cancel.force": {"owner", "manager"},
+    "annotation.read": ALL,
+    "annotation.write": {"owner", "manager", "annotator"},
+    "annotation.review": {"owner", "manager", "reviewer"},
+    "annotation.manage": {"owner", "manager"},
 }
 EXPECTED_SITE_ACTIONS = {"self.read", "self.manage", "project.create", "project.list"}
 
@@ -65,6 +73,7 @@ _DICOMWEB: dict[tuple[str, str], str] = {
     ("POST", "/studies"): "study.store",
     ("POST", "/studies/{study}"): "study.store",
 }
+_VERSION = "/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}"
 ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/logout"): "self.manage",
     ("GET", "/api/users/me"): "self.read",
@@ -93,6 +102,30 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/projects/{project}/jobs"): "job.read",
     ("GET", "/api/projects/{project}/jobs/{job_id}"): "job.read",
     ("POST", "/api/projects/{project}/jobs/{job_id}/cancel"): "job.cancel",
+    ("GET", "/api/projects/{project}/label-sets"): "annotation.read",
+    ("POST", "/api/projects/{project}/label-sets"): "annotation.manage",
+    ("GET", "/api/projects/{project}/segmentations"): "annotation.read",
+    ("POST", "/api/projects/{project}/segmentations"): "annotation.write",
+    ("GET", "/api/projects/{project}/segmentations/{seg_id}"): "annotation.read",
+    ("POST", "/api/projects/{project}/segmentations/{seg_id}/versions"): "annotation.write",
+    ("GET", _VERSION): "annotation.read",
+    ("GET", _VERSION + "/diff"): "annotation.read",
+    ("GET", _VERSION + "/seg"): "annotation.read",
+    ("GET", _VERSION + "/nifti"): "annotation.read",
+    ("POST", "/api/projects/{project}/segmentations/{seg_id}/import"): "annotation.write",
+    ("GET", "/api/projects/{project}/shapes"): "annotation.read",
+    ("POST", "/api/projects/{project}/shapes"): "annotation.write",
+    ("GET", "/api/projects/{project}/studies/{study}/series/{series}/shapes/sr"): "annotation.read",
+    ("POST", "/api/projects/{project}/shapes/sr"): "annotation.write",
+    ("GET", "/api/projects/{project}/tasks"): "annotation.read",
+    ("GET", "/api/projects/{project}/queue"): "annotation.read",
+    ("POST", "/api/projects/{project}/tasks"): "annotation.manage",
+    ("GET", "/api/projects/{project}/tasks/{task_id}"): "annotation.read",
+    ("POST", "/api/projects/{project}/tasks/{task_id}/transition"): "annotation.write",
+    ("POST", "/api/projects/{project}/tasks/{task_id}/review"): "annotation.review",
+    ("GET", "/api/projects/{project}/tasks/{task_id}/agreement"): "annotation.read",
+    ("POST", "/api/projects/{project}/tasks/{task_id}/consensus"): "annotation.manage",
+    ("GET", "/api/projects/{project}/annotation-dashboard"): "annotation.read",
     **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
     **{(m, "/projects/{project}/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
 }
@@ -212,7 +245,66 @@ def _url(site: Site, path: str, project: str | None, caller: str | None) -> str:
         "token_id": token_id,
         "job_id": str(site.jobs[project or "alpha"]),
     }
+    if any(key in path for key in ("{seg_id}", "{version_id}", "{task_id}", "/shapes/sr")):
+        # annotation objects live on a series with plane geometry (an SR needs one shape)
+        values.update(_annotation_ids(site, project or "alpha"))
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+
+
+_ANNOTATIONS: dict[tuple[int, str], dict[str, str]] = {}
+
+
+def _annotation_ids(site: Site, project: str) -> dict[str, str]:
+    """A segmentation with one version and a task in ``project``, on a series with geometry
+    (made once per site)."""
+    key = (id(site), project)
+    if key not in _ANNOTATIONS:
+        number = 1 if project == "alpha" else 2
+        study, series = f"1.2.826.0.1.3680043.10.7.{number}", f"1.2.826.0.1.3680043.10.8.{number}"
+        results = site.app.state.archive.ingest(
+            [(None, data) for data in ct_slices_with_geometry(study, series)]
+        )
+        assert all(r.status.ok for r in results)
+        site.store.add_studies(project, [study])
+        service = site.app.state.annotations
+        service.store.create_label_set(project, "probe", LabelSet([Label(1, "lesion")]))
+        owner = site.principals["owner" if project == "alpha" else "outsider"]
+        seg = service.create_segmentation(
+            project, study_uid=study, series_uid=series, label_set="probe", name="", user_id=1
+        )
+        labels = np.zeros((2, 8, 8), dtype=np.uint8)
+        labels[0, 2:4, 2:5] = 1
+        version = service.store.save_version(
+            project, seg.id, labels, parent_id=None, author_id=owner.user_id
+        )
+        task = service.create_task(
+            project,
+            study_uid=study,
+            series_uid=series,
+            label_set="probe",
+            assignees=[owner.name],
+            user_id=owner.user_id,
+        )
+        (first, *_) = site.app.state.archive.instances(study, series)
+        service.store.add_shape(
+            project,
+            study_uid=study,
+            series_uid=series,
+            sop_uid=first.sop_instance_uid,
+            frame_of_reference_uid="",
+            kind=ShapeKind.POINT,
+            points=[[-1.0, -2.0, 10.0]],
+            label="probe",
+            author_id=owner.user_id,
+        )
+        _ANNOTATIONS[key] = {
+            "study": study,
+            "series": series,
+            "seg_id": str(seg.id),
+            "version_id": str(version.id),
+            "task_id": str(task.id),
+        }
+    return _ANNOTATIONS[key]
 
 
 def _restore(site: Site, project: str | None) -> None:

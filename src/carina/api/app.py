@@ -12,6 +12,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from carina import __version__
+from carina.annotation import AnnotationStore
+from carina.api.annotations import router as annotations_router
 from carina.api.dicomweb import dicomweb_router
 from carina.api.jobs import router as jobs_router
 from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
@@ -26,13 +28,17 @@ from carina.core.errors import (
     ConfigurationError,
     ConflictError,
     DicomDecodeError,
+    GeometryError,
+    ImageIOError,
     InstanceRejected,
+    LabelError,
     NoPixelDataError,
     NotFoundError,
     PermissionDeniedError,
     StorageError,
 )
 from carina.jobs import JobStore
+from carina.services.annotations import Annotations
 from carina.services.archive import open_archive
 from carina.services.auth import auth_services, server_secret
 from carina.services.jobs import jobs_engine
@@ -50,6 +56,9 @@ _STATUS: list[tuple[type[CarinaError], int]] = [
     (DicomDecodeError, 422),
     (StorageError, 503),
     (ConfigurationError, 400),
+    (LabelError, 422),
+    (GeometryError, 422),
+    (ImageIOError, 400),
 ]
 
 
@@ -118,6 +127,11 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             dimse.start()
         app.state.dimse = dimse
         app.state.job_store = JobStore(opened.engine)
+        annotation_store = AnnotationStore(opened.engine, opened.data_dir)
+        swept = annotation_store.sweep_blobs()
+        if swept:
+            log.info("removed %d unreferenced label map file(s)", len(swept))
+        app.state.annotations = Annotations(opened, app.state.auth, annotation_store)
         jobs = jobs_engine(settings, opened.engine)
         if jobs is not None:
             jobs.start()
@@ -157,6 +171,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
+            # a viewer on another origin reads the grid of a raw label map from these
+            expose_headers=["X-Carina-Shape", "X-Carina-Dtype", "ETag"],
         )
 
     @app.exception_handler(CarinaError)
@@ -171,6 +187,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(dicomweb_router(project_scoped=True), prefix="/projects/{project}/dicom-web")
     app.include_router(upload_router, prefix="/api")
     app.include_router(jobs_router, prefix="/api")
+    app.include_router(annotations_router, prefix="/api")
     return app
 
 

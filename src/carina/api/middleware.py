@@ -43,8 +43,9 @@ class SecurityHeadersMiddleware:
 
 class BodyLimitMiddleware:
     """Refuses request bodies over the limit with 413: ``max_upload`` for STOW-RS (POST under a
-    ``dicom-web`` path) and file upload (``POST /api/instances``), ``max_body`` for everything
-    else. Both a declared Content-Length and the bytes actually received are checked."""
+    ``dicom-web`` path), file upload (``POST /api/instances``) and label maps, SEG or SR files sent
+    to the annotation endpoints; ``max_body`` for everything else. Both a declared Content-Length
+    and the bytes actually received are checked."""
 
     def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
         self.app = app
@@ -54,7 +55,13 @@ class BodyLimitMiddleware:
     def _limit(self, scope: Scope) -> int:
         path = scope["path"]
         upload = scope["method"] == "POST" and (
-            "/dicom-web/" in path + "/" or path.rstrip("/") == "/api/instances"
+            "/dicom-web/" in path + "/"
+            or path.rstrip("/") == "/api/instances"
+            or (
+                "/segmentations/" in path
+                and path.rstrip("/").endswith(("/versions", "/import", "/sr"))
+            )
+            or path.rstrip("/").endswith("/shapes/sr")
         )
         return self.max_upload if upload else self.max_body
 

@@ -44,6 +44,10 @@ class Action(enum.StrEnum):
     CANCEL_JOB = "job.cancel"
     PRIORITIZE_JOB = "job.prioritize"
     FORCE_CANCEL_JOB = "job.cancel.force"
+    READ_ANNOTATIONS = "annotation.read"
+    ANNOTATE = "annotation.write"
+    REVIEW = "annotation.review"
+    MANAGE_TASKS = "annotation.manage"
 
 
 ALL_ROLES = frozenset(Role)
@@ -64,6 +68,10 @@ GRANTS: dict[Action, frozenset[Role]] = {
     Action.PRIORITIZE_JOB: frozenset({Role.OWNER, Role.MANAGER}),
     # restarting a worker process (its other jobs run again elsewhere)
     Action.FORCE_CANCEL_JOB: frozenset({Role.OWNER, Role.MANAGER}),
+    Action.READ_ANNOTATIONS: ALL_ROLES,
+    Action.ANNOTATE: frozenset({Role.OWNER, Role.MANAGER, Role.ANNOTATOR}),
+    Action.REVIEW: frozenset({Role.OWNER, Role.MANAGER, Role.REVIEWER}),
+    Action.MANAGE_TASKS: frozenset({Role.OWNER, Role.MANAGER}),
 }
 
 SITE_ACTIONS = frozenset(

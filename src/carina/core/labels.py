@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from carina.core.errors import LabelError
 
@@ -88,19 +89,36 @@ class LabelSet:
         if isinstance(data, dict):
             return cls.from_names({str(k): str(v) for k, v in data.items()})
         if isinstance(data, list):
-            labels = []
-            for item in data:
+            return cls.from_list(data)
+        raise LabelError(f"label set {path} must be a JSON object or list")
+
+    @classmethod
+    def from_list(cls, items: Iterable[Mapping[str, Any]]) -> LabelSet:
+        """From ``[{"value": 1, "name": ..., "color": [r, g, b], "code": {...}}, ...]`` (the
+        form :meth:`to_list` writes; colour and code optional)."""
+        labels = []
+        for item in items:
+            try:
+                value = item["value"]
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise LabelError(f"label value must be an integer, got {value!r}")
                 code = item.get("code")
+                color = item.get("color") or default_color(value)
+                if len(color) != 3:
+                    raise LabelError(f"label {value} colour must be three values 0..255")
                 labels.append(
                     Label(
-                        int(item["value"]),
+                        value,
                         str(item["name"]),
-                        tuple(item.get("color") or default_color(int(item["value"]))),
-                        Code(**code) if code else None,
+                        (int(color[0]), int(color[1]), int(color[2])),
+                        Code(str(code["value"]), str(code["scheme"]), str(code["meaning"]))
+                        if code
+                        else None,
                     )
                 )
-            return cls(labels)
-        raise LabelError(f"label set {path} must be a JSON object or list")
+            except (KeyError, TypeError, ValueError) as exc:
+                raise LabelError(f"malformed label {item!r}: {exc}") from exc
+        return cls(labels)
 
     def to_list(self) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []

@@ -238,3 +238,151 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+# -- annotation ------------------------------------------------------------------------------------
+
+
+class AnnotationLabelSet(Base):
+    """A named label set of a project (``labels`` is the JSON list of value/name/colour/code)."""
+
+    __tablename__ = "annotation_label_sets"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AnnotationTask(Base):
+    """An annotation task: a series to segment with a label set, by its assigned annotators."""
+
+    __tablename__ = "annotation_tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    study_uid: Mapped[str] = mapped_column(UID)
+    series_uid: Mapped[str] = mapped_column(UID)
+    label_set_id: Mapped[int] = mapped_column(ForeignKey("annotation_label_sets.id"))
+    title: Mapped[str] = mapped_column(String(256), default="")
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    milestone: Mapped[str] = mapped_column(String(64), default="", index=True)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Segmentation(Base):
+    """A segmentation of a source series; ``head_version_id`` is its latest version.
+
+    A segmentation made for a task assignment (``task_id`` and ``assignee_id``) is saved by that
+    annotator only.
+    """
+
+    __tablename__ = "segmentations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    study_uid: Mapped[str] = mapped_column(UID, index=True)
+    series_uid: Mapped[str] = mapped_column(UID, index=True)
+    label_set_id: Mapped[int] = mapped_column(ForeignKey("annotation_label_sets.id"))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    geometry: Mapped[str] = mapped_column(Text)
+    task_id: Mapped[int | None] = mapped_column(
+        ForeignKey("annotation_tasks.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    assignee_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    head_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SegmentationVersion(Base):
+    """One immutable saved state of a segmentation; the voxels are a content-addressed blob."""
+
+    __tablename__ = "segmentation_versions"
+    __table_args__ = (UniqueConstraint("segmentation_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    segmentation_id: Mapped[int] = mapped_column(
+        ForeignKey("segmentations.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("segmentation_versions.id"), nullable=True
+    )
+    author_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    tool: Mapped[str] = mapped_column(String(128), default="")
+    model: Mapped[str] = mapped_column(String(128), default="")
+    model_version: Mapped[str] = mapped_column(String(64), default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    provenance: Mapped[str] = mapped_column(Text, default="{}")
+    labels: Mapped[str] = mapped_column(Text)
+    blob_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    dtype: Mapped[str] = mapped_column(String(8))
+    voxel_counts: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class TaskAssignment(Base):
+    """An annotator's part of a task and its review state.
+
+    ``state`` is one of open, in_progress, submitted, accepted, returned.
+    """
+
+    __tablename__ = "annotation_assignments"
+
+    task_id: Mapped[int] = mapped_column(
+        ForeignKey("annotation_tasks.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    segmentation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reviewer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    review_comment: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GeometricAnnotation(Base):
+    """A point, line, box, ellipse, polygon or angle in patient coordinates (LPS mm).
+
+    ``points`` is a JSON list of [x, y, z]; ``sop_uid`` is the instance it was drawn on.
+    """
+
+    __tablename__ = "geometric_annotations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    study_uid: Mapped[str] = mapped_column(UID, index=True)
+    series_uid: Mapped[str] = mapped_column(UID)
+    sop_uid: Mapped[str] = mapped_column(UID)
+    frame_of_reference_uid: Mapped[str] = mapped_column(UID, default="")
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(64), default="")
+    author_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
