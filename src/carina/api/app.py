@@ -17,6 +17,7 @@ from carina.api.jobs import router as jobs_router
 from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from carina.api.rest import router as rest_router
 from carina.api.upload import router as upload_router
+from carina.api.web import WebAppMiddleware
 from carina.archive import Archive
 from carina.archive.dimse import DimseActivity, DimseServer
 from carina.archive.query import QueryError
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         max_body=settings.max_body_bytes,
         max_upload=settings.max_upload_bytes,
     )
+    app.add_middleware(WebAppMiddleware, web_dir=settings.web_dir)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls)
     if settings.cors_origins:
         app.add_middleware(

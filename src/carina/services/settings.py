@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# the built web viewer of a source checkout (``make run`` builds it)
+DEFAULT_WEB_DIR = Path(__file__).resolve().parents[3] / "web" / "dist"
+
 
 class Settings(BaseSettings):
     """Server settings; every field can be set as ``CARINA_<FIELD>`` (e.g. ``CARINA_DATA_DIR``).
@@ -56,6 +59,7 @@ class Settings(BaseSettings):
     login_window_s: int = 300
     jobs_workers: int = Field(default=1, ge=0)
     jobs_scheduler: str | None = None
+    web_dir: Path = DEFAULT_WEB_DIR
 
     @property
     def tls(self) -> bool:
@@ -82,6 +86,7 @@ class Settings(BaseSettings):
             "CARINA_LOGIN_MAX_FAILURES": str(self.login_max_failures),
             "CARINA_LOGIN_WINDOW_S": str(self.login_window_s),
             "CARINA_JOBS_WORKERS": str(self.jobs_workers),
+            "CARINA_WEB_DIR": str(self.web_dir),
         }
         if self.secret_key is not None:
             env["CARINA_SECRET_KEY"] = self.secret_key.get_secret_value()

@@ -1,0 +1,101 @@
+// Shared harness of the browser tests: Debian's chromium driven by playwright-core.
+// Each test script prints one JSON object (its findings) as the last line of stdout, and exits
+// non-zero when a step fails; tests/web/*.py start the server and check that JSON.
+import { chromium } from "playwright-core";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+export const CHROMIUM = process.env.CARINA_CHROMIUM || "/usr/bin/chromium";
+
+/** Command-line options every test takes: --url --user --password --project --out. */
+export function options(extra = {}) {
+  const { values } = parseArgs({
+    options: {
+      url: { type: "string" },
+      user: { type: "string" },
+      password: { type: "string" },
+      project: { type: "string" },
+      out: { type: "string", default: "web/e2e/artifacts" },
+      ...extra,
+    },
+    allowPositionals: true,
+  });
+  for (const key of ["url", "user", "password", "project"]) {
+    if (!values[key]) throw new Error(`--${key} is required`);
+  }
+  mkdirSync(values.out, { recursive: true });
+  return values;
+}
+
+/** A headless chromium with software WebGL2 (SwiftShader) and a fresh profile. */
+export async function launch() {
+  const profile = mkdtempSync(join(tmpdir(), "carina-chromium-"));
+  const browser = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 800 },
+    args: [
+      "--no-sandbox",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+      "--use-gl=angle",
+      "--use-angle=swiftshader",
+      "--enable-unsafe-swiftshader",
+    ],
+  });
+  const page = browser.pages()[0] ?? (await browser.newPage());
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(String(error)));
+  page.on("console", (message) => {
+    // the sign-in check answers 401 before login: the browser logs that, the app expects it
+    const text = message.text();
+    if (message.type() === "error" && !/status of 401/.test(text)) errors.push(text);
+  });
+  return {
+    page,
+    errors,
+    async close() {
+      await browser.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Signs in through the login page and waits for the shell. */
+export async function login(page, opts, navigate = true) {
+  if (navigate) await page.goto(`${opts.url}/login`);
+  await page.waitForSelector("[data-testid=login-form]");
+  await page.fill("[data-testid=login-user]", opts.user);
+  await page.fill("[data-testid=login-password]", opts.password);
+  await page.click("[data-testid=login-submit]");
+  await page.waitForSelector("[data-testid=user-name]");
+}
+
+/**
+ * Runs a test body with a browser, prints its result as JSON and exits: 0 when it returned,
+ * 1 when it threw (the error and the page's errors are printed too).
+ */
+export async function run(body) {
+  const started = Date.now();
+  const opts = options();
+  const browser = await launch();
+  let result = {};
+  let code = 0;
+  try {
+    result = (await body(browser.page, opts)) ?? {};
+  } catch (error) {
+    code = 1;
+    result = { error: String(error && error.stack ? error.stack : error) };
+    await browser.page.screenshot({ path: join(opts.out, "failure.png") }).catch(() => undefined);
+  }
+  result.pageErrors = browser.errors;
+  result.seconds = (Date.now() - started) / 1000;
+  await browser.close();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(code);
+}
