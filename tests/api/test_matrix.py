@@ -89,6 +89,8 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/projects/{project}/reidentify"): "project.reidentify",
     ("GET", "/api/projects/{project}/deid/rules"): "study.read",
     ("POST", "/api/projects/{project}/deid/pseudonym"): "study.store",
+    ("GET", "/api/projects/{project}/studies/{study}/series/{series}/volume"): "study.read",
+    ("GET", "/api/projects/{project}/studies/{study}/series/{series}/render"): "study.read",
     ("POST", "/api/projects/{project}/jobs"): "job.submit",
     ("GET", "/api/projects/{project}/jobs"): "job.read",
     ("GET", "/api/projects/{project}/jobs/{job_id}"): "job.read",

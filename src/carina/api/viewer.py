@@ -1,19 +1,25 @@
 """Routes the web viewer needs beyond DICOMweb, under ``/api/projects/{project}``.
 
-De-identification rules and patient pseudonyms for de-identifying in the browser. The contract
-is ``docs/viewer-api.md``; the work is done in :mod:`carina.services.viewer_deid`.
+De-identification rules and patient pseudonyms for de-identifying in the browser; stored series
+as volumes and server-rendered planes for series too large for the browser. The contract is
+``docs/viewer-api.md``; the work is done in :mod:`carina.services.viewer_deid` and
+:mod:`carina.services.viewer`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from carina.api.security import Access, RequireInProject
+from carina.archive import Archive
 from carina.auth import Action
-from carina.services import viewer_deid
+from carina.core.errors import ConfigurationError, GeometryError, NoPixelDataError
+from carina.core.volume import Volume
+from carina.services import viewer, viewer_deid
 
 router = APIRouter()
 
@@ -62,3 +68,66 @@ def deid_pseudonym(
         patient_name=found.patient_id,
         date_shift_days=found.date_shift_days,
     )
+
+
+# -- volumes and rendered planes ------------------------------------------------------------------
+
+SERIES = "/projects/{project}/studies/{study}/series/{series}"
+
+
+def _volume(request: Request, study: str, series: str) -> Volume:
+    archive: Archive = request.app.state.archive
+    cache: viewer.ByteLRU = request.app.state.viewer_cache
+    try:
+        return viewer.cached_series(cache, archive, study, series)
+    except (NoPixelDataError, ConfigurationError) as exc:
+        raise HTTPException(400, f"not an image series: {exc}") from exc
+
+
+@router.get(SERIES + "/volume", tags=["viewer"])
+async def series_volume(
+    request: Request,
+    study: str,
+    series: str,
+    access: Annotated[Access, _in_project(Action.READ_STUDY)],
+) -> dict[str, Any]:
+    """Shape, spacing and affine (index (k, j, i) to LPS mm) of a stored series."""
+    volume = await run_in_threadpool(_volume, request, study, series)
+    return viewer.volume_info(volume)
+
+
+@router.get(
+    SERIES + "/render",
+    tags=["viewer"],
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
+)
+async def series_render(
+    request: Request,
+    study: str,
+    series: str,
+    access: Annotated[Access, _in_project(Action.READ_STUDY)],
+    plane: Annotated[str | None, Query(description="axial, coronal or sagittal")] = None,
+    index: Annotated[str | None, Query(description="plane number (default: middle)")] = None,
+    slab: Annotated[str | None, Query(description="slab thickness in mm, 0: one plane")] = None,
+    mode: Annotated[str | None, Query(description="mip, minip or avg")] = None,
+    window: Annotated[str | None, Query(description="center,width")] = None,
+    format: Annotated[str | None, Query(description="png or jpeg")] = None,
+    size: Annotated[str | None, Query(description="longest edge in pixels")] = None,
+) -> Response:
+    """One plane or slab of a stored series, rendered on the server (square pixels in mm,
+    radiological orientation)."""
+    try:
+        wanted = viewer.RenderRequest.parse(plane, index, slab, mode, window, format, size)
+    except ConfigurationError as exc:
+        raise HTTPException(400, str(exc)) from exc
+
+    def work() -> bytes:
+        volume = _volume(request, study, series)
+        try:
+            return viewer.render(volume, wanted)
+        except GeometryError as exc:
+            raise HTTPException(400, str(exc)) from exc
+
+    data = await run_in_threadpool(work)
+    return Response(data, media_type=f"image/{wanted.fmt}", headers={"Cache-Control": "private"})
