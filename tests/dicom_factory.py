@@ -52,16 +52,19 @@ def ct_series(
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
     study_uid: str | None = None,
     series_uid: str | None = None,
+    frame_uid: str | None = None,
+    first_slice: int = 0,
     patient_id: str = "P1",
 ) -> list[bytes]:
     """Axial CT slices of ``volume`` (``[slice, row, column]``, HU as int16), identity orientation:
     columns run to the patient's left (+x), rows posterior (+y), slices superior (+z).
-    ``spacing`` is (column, row, slice) in mm."""
+    ``spacing`` is (column, row, slice) in mm; ``first_slice`` numbers the first slice (to write
+    a long series in parts with the same UIDs)."""
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
-    frame_uid = generate_uid()
+    frame_uid = frame_uid or generate_uid()
     out = []
-    for k, plane in enumerate(np.asarray(volume, dtype=np.int16)):
+    for k, plane in enumerate(np.asarray(volume, dtype=np.int16), start=first_slice):
         ds = Dataset()
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = generate_uid()
@@ -70,7 +73,14 @@ def ct_series(
         ds.FrameOfReferenceUID = frame_uid
         ds.PatientID = patient_id
         ds.PatientName = f"Test^{patient_id}"
+        ds.PatientBirthDate = "19700101"
+        ds.PatientSex = "O"
         ds.StudyDate = "20240101"
+        ds.StudyTime = "120000"
+        ds.StudyID = "1"
+        ds.AccessionNumber = ""
+        ds.ReferringPhysicianName = ""
+        ds.Manufacturer = "Carina tests"
         ds.Modality = "CT"
         ds.SeriesNumber = 1
         ds.InstanceNumber = k + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -131,3 +131,81 @@ async def series_render(
 
     data = await run_in_threadpool(work)
     return Response(data, media_type=f"image/{wanted.fmt}", headers={"Cache-Control": "private"})
+
+
+# -- segmentation overlays ------------------------------------------------------------------------
+
+
+@router.get(SERIES + "/segmentations", tags=["viewer"])
+async def series_segmentations(
+    request: Request,
+    study: str,
+    series: str,
+    access: Annotated[Access, _in_project(Action.READ_STUDY)],
+) -> list[dict[str, Any]]:
+    """The DICOM SEG series of the study that segment this series, with their labels."""
+    archive: Archive = request.app.state.archive
+    result: list[dict[str, Any]] = await run_in_threadpool(
+        viewer.segmentations, archive, study, series
+    )
+    return result
+
+
+@router.get(
+    SERIES + "/segmentations/{seg_series}/labelmap",
+    tags=["viewer"],
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def segmentation_labelmap(
+    request: Request,
+    study: str,
+    series: str,
+    seg_series: str,
+    access: Annotated[Access, _in_project(Action.READ_STUDY)],
+) -> Response:
+    """The label map of a segmentation on the image series' grid, C order (k, j, i)."""
+
+    def work() -> Response:
+        labels = viewer.labelmap(
+            request.app.state.viewer_cache, request.app.state.archive, study, series, seg_series
+        )
+        data, dtype = viewer.labelmap_bytes(labels)
+        k_j_i = reversed(labels.geometry.shape)
+        headers = {
+            "X-Carina-Shape": ",".join(str(n) for n in k_j_i),
+            "X-Carina-Dtype": dtype,
+            "X-Carina-Affine": ",".join(repr(v) for v in viewer.kji_affine(labels)),
+            "Cache-Control": "private",
+        }
+        return Response(data, media_type="application/octet-stream", headers=headers)
+
+    response: Response = await run_in_threadpool(work)
+    return response
+
+
+@router.get(
+    SERIES + "/segmentations/{seg_series}/meshes/{value}",
+    tags=["viewer"],
+    response_class=Response,
+    responses={200: {"content": {"model/stl": {}}}},
+)
+async def segmentation_mesh(
+    request: Request,
+    study: str,
+    series: str,
+    seg_series: str,
+    value: Annotated[int, Path(ge=1, le=65535)],
+    access: Annotated[Access, _in_project(Action.READ_STUDY)],
+) -> Response:
+    """A binary STL surface of one label, vertices in LPS millimetres."""
+    data = await run_in_threadpool(
+        viewer.mesh_stl,
+        request.app.state.viewer_cache,
+        request.app.state.archive,
+        study,
+        series,
+        seg_series,
+        value,
+    )
+    return Response(data, media_type="model/stl", headers={"Cache-Control": "private"})

@@ -8,6 +8,7 @@ planes of a large series loads it once.
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -15,17 +16,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
 
 from carina.archive import Archive
-from carina.core.errors import ConfigurationError
-from carina.core.volume import Volume
+from carina.archive.archive import StoredInstance
+from carina.core.errors import ConfigurationError, NotFoundError
+from carina.core.volume import LabelMap, Volume
 from carina.dicom import load_series, scan_files
+from carina.dicom.seg import (
+    SEG_SOP_CLASSES,
+    read_segmentation,
+    referenced_series,
+    segment_labels,
+)
+from carina.imaging import resample_to_geometry
 from carina.render import (
     Plane,
     Projection,
     apply_window,
     auto_window,
     encode,
+    label_meshes,
     plane_count,
     resize_to_spacing,
     view,
@@ -207,3 +219,108 @@ def render(volume: Volume, request: RenderRequest) -> bytes:
     grey = apply_window(shown.array, request.window or default_window(volume))
     image = resize_to_spacing(grey, shown.row_spacing, shown.column_spacing, request.size)
     return encode(image, request.fmt)
+
+
+# -- segmentations -------------------------------------------------------------------------------
+
+
+def _header(archive: Archive, instance: StoredInstance, pixels: bool = False) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(archive.read(instance)), stop_before_pixels=not pixels)
+
+
+def segmentations(archive: Archive, study: str, series: str) -> list[dict[str, Any]]:
+    """The SEG series of ``study`` that segment the image series ``series`` (first instance of
+    each SEG series), with their labels."""
+    archive.instances(study, series)  # NotFoundError for an unknown series
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for instance in archive.instances(study):
+        if instance.sop_class_uid not in SEG_SOP_CLASSES or instance.series_instance_uid in seen:
+            continue
+        ds = _header(archive, instance)
+        if series not in referenced_series(ds):
+            continue
+        seen.add(instance.series_instance_uid)
+        labels = [
+            {
+                "value": label.value,
+                "name": label.name,
+                "color": list(label.color),
+                "code": (
+                    {
+                        "value": label.code.value,
+                        "scheme": label.code.scheme,
+                        "meaning": label.code.meaning,
+                    }
+                    if label.code
+                    else None
+                ),
+            }
+            for label in segment_labels(ds)
+        ]
+        out.append(
+            {
+                "series": instance.series_instance_uid,
+                "sop_instance_uid": instance.sop_instance_uid,
+                "description": str(ds.get("SeriesDescription", "") or ""),
+                "labels": labels,
+            }
+        )
+    return out
+
+
+def labelmap(
+    cache: ByteLRU, archive: Archive, study: str, series: str, seg_series: str
+) -> LabelMap:
+    """The label map of a SEG series on the grid of the image series it segments."""
+    instances = archive.instances(study, seg_series)
+    first = instances[0]
+    if first.sop_class_uid not in SEG_SOP_CLASSES:
+        raise NotFoundError(f"series {seg_series} is not a segmentation")
+    if series not in referenced_series(_header(archive, first)):
+        raise NotFoundError(f"segmentation {seg_series} does not segment series {series}")
+    image = cached_series(cache, archive, study, series)
+
+    def load() -> tuple[LabelMap, int]:
+        seg = read_segmentation(_header(archive, first, pixels=True))
+        if not seg.geometry.same_grid(image.geometry, atol=1e-3):
+            resampled = resample_to_geometry(seg, image.geometry)
+            assert isinstance(resampled, LabelMap)
+            seg = resampled
+        return seg, int(seg.array.nbytes)
+
+    result: LabelMap = cache.get(
+        ("labelmap", study, series, seg_series, first.sop_instance_uid), load
+    )
+    return result
+
+
+def labelmap_bytes(labels: LabelMap) -> tuple[bytes, str]:
+    """The label values in C order (slice k, row j, column i) and their dtype name."""
+    array = np.asarray(labels.array)
+    dtype = np.uint8 if int(array.max(initial=0)) <= 255 else np.uint16
+    ordered = np.ascontiguousarray(array.transpose(2, 1, 0), dtype=dtype)
+    return ordered.tobytes(), np.dtype(dtype).name
+
+
+def kji_affine(labels: Volume) -> list[float]:
+    """The 16 numbers (row-major) of the index (k, j, i) to LPS affine of a volume."""
+    return [float(v) for v in np.asarray(labels.geometry.affine)[:, [2, 1, 0, 3]].reshape(-1)]
+
+
+def mesh_stl(
+    cache: ByteLRU, archive: Archive, study: str, series: str, seg_series: str, value: int
+) -> bytes:
+    """A binary STL of one label of a segmentation, in LPS millimetres (cached)."""
+    labels = labelmap(cache, archive, study, series, seg_series)
+    if value not in labels.present_values():
+        raise NotFoundError(f"label {value} is not in segmentation {seg_series}")
+
+    def load() -> tuple[bytes, int]:
+        (mesh,) = label_meshes(labels, [value])
+        data = mesh.as_trimesh().export(file_type="stl")
+        assert isinstance(data, bytes)
+        return data, len(data)
+
+    stl: bytes = cache.get(("mesh", study, series, seg_series, value), load)
+    return stl
