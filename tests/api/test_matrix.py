@@ -105,6 +105,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", _SERIES + "/segmentations/{seg_series}/meshes/{value}"): "study.read",
     ("POST", "/api/projects/{project}/jobs"): "job.submit",
     ("GET", "/api/projects/{project}/jobs"): "job.read",
+    ("GET", "/api/projects/{project}/jobs/events"): "job.read",
     ("GET", "/api/projects/{project}/jobs/{job_id}"): "job.read",
     ("POST", "/api/projects/{project}/jobs/{job_id}/cancel"): "job.cancel",
     **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
@@ -263,7 +264,9 @@ def _url(site: Site, path: str, project: str | None, caller: str | None) -> str:
     if "{seg_series}" in path:
         study, series, seg_series = _SEGMENTED[project or "alpha"]
         values.update(study=study, series=series, seg_series=seg_series)
-    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    # the event stream stays open unless asked to end
+    return url + "?timeout=0" if url.endswith("/jobs/events") else url
 
 
 def _restore(site: Site, project: str | None) -> None:

@@ -8,10 +8,14 @@ as volumes and server-rendered planes for series too large for the browser. The 
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from carina.api.security import Access, RequireInProject
@@ -19,7 +23,9 @@ from carina.archive import Archive
 from carina.auth import Action
 from carina.core.errors import ConfigurationError, GeometryError, NoPixelDataError
 from carina.core.volume import Volume
+from carina.jobs import JobStore
 from carina.services import viewer, viewer_deid
+from carina.services.jobs import JobWatcher
 
 router = APIRouter()
 
@@ -209,3 +215,52 @@ async def segmentation_mesh(
         value,
     )
     return Response(data, media_type="model/stl", headers={"Cache-Control": "private"})
+
+
+# -- live job progress ----------------------------------------------------------------------------
+
+EVENT_POLL_S = 0.5
+KEEPALIVE_S = 15.0
+
+
+@router.get(
+    "/projects/{project}/jobs/events",
+    tags=["jobs"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def job_events(
+    request: Request,
+    access: Annotated[Access, _in_project(Action.READ_JOB)],
+    timeout: Annotated[
+        float, Query(ge=0, le=3600, description="close the stream after this many seconds")
+    ] = 300.0,
+) -> StreamingResponse:
+    """Server-sent events: one ``job`` event whenever a job of the project changes state,
+    progress or message (first the queued and running ones), a keep-alive comment every 15 s.
+    The stream ends after ``timeout`` seconds; browsers' EventSource reconnects by itself."""
+    assert access.project is not None
+    store: JobStore = request.app.state.job_store
+    project_id = store.project_id(access.project)
+    if project_id is None:  # pragma: no cover - the access check found the project
+        raise HTTPException(404, "not found")
+    watcher = JobWatcher(store, project_id)
+
+    async def stream() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        last = loop.time()
+        yield "retry: 2000\n: connected\n\n"
+        while not await request.is_disconnected():
+            for event in await run_in_threadpool(watcher.changes):
+                last = loop.time()
+                yield f"event: job\ndata: {json.dumps(event)}\n\n"
+            if loop.time() >= end:
+                break
+            await asyncio.sleep(min(EVENT_POLL_S, max(0.0, end - loop.time())))
+            if loop.time() - last >= KEEPALIVE_S:
+                last = loop.time()
+                yield ": keep-alive\n\n"
+
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
