@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from sqlalchemy import func, select
 
 from carina.archive import Archive
 from carina.archive.archive import StoredInstance
 from carina.core.errors import ConfigurationError, NotFoundError
 from carina.core.volume import LabelMap, Volume
+from carina.db import Instance, Series, Study
 from carina.dicom import load_series, scan_files
 from carina.dicom.seg import (
     SEG_SOP_CLASSES,
@@ -120,9 +122,25 @@ def stored_series(archive: Archive, study: str, series: str) -> Volume:
     return load_series(found[0]).volume
 
 
+def instance_count(archive: Archive, study: str, series: str) -> int:
+    """How many instances the archive holds of a series (NotFoundError when none)."""
+    query = (
+        select(func.count(Instance.id))
+        .join(Series, Instance.series_pk == Series.id)
+        .join(Study, Series.study_pk == Study.id)
+        .where(Study.study_instance_uid == study, Series.series_instance_uid == series)
+    )
+    with archive.session() as session:
+        count = int(session.scalar(query) or 0)
+    if count == 0:
+        raise NotFoundError("no such study, series or instance")
+    return count
+
+
 def cached_series(cache: ByteLRU, archive: Archive, study: str, series: str) -> Volume:
-    """:func:`stored_series` through ``cache`` (keyed by the series and its instance count)."""
-    count = len(archive.instances(study, series))
+    """:func:`stored_series` through ``cache`` (keyed by the series and its instance count, so
+    that instances added later are seen)."""
+    count = instance_count(archive, study, series)
 
     def load() -> tuple[Volume, int]:
         volume = stored_series(archive, study, series)
