@@ -20,10 +20,13 @@ from carina.dicom.seg import SegType, build_segmentation
 from .conftest import Site, build_site
 from .test_viewer_render import LUNG, stow
 
+ORIGIN = "http://viewer.local"
+
 
 @pytest.fixture(scope="module")
 def seg_site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Iterator[Site]:
-    for site in build_site(tmp_path_factory.mktemp("viewer-seg") / "data"):
+    data_dir = tmp_path_factory.mktemp("viewer-seg") / "data"
+    for site in build_site(data_dir, cors_origins=[ORIGIN]):
         stow(site, [p.read_bytes() for p in sorted((shared_data / LUNG).glob("*.dcm"))])
         yield site
 
@@ -83,8 +86,15 @@ def test_labelmap_is_the_mask_voxel_for_voxel(seg_site: Site, shared_data: Path)
     assert np.abs(np.array(entry["labels"][0]["color"]) - [0, 200, 255]).max() <= 2
     volume = site.client.get(base + "/volume", headers=headers).json()
     for uid in (seg_uid, binary_uid):
-        response = site.client.get(f"{base}/segmentations/{uid}/labelmap", headers=headers)
+        response = site.client.get(
+            f"{base}/segmentations/{uid}/labelmap", headers={**headers, "Origin": ORIGIN}
+        )
         assert response.status_code == 200, response.text
+        # a viewer on another origin may read the grid headers
+        exposed = response.headers["access-control-expose-headers"].lower()
+        assert {"x-carina-shape", "x-carina-dtype", "x-carina-affine"} <= {
+            h.strip() for h in exposed.split(",")
+        }
         assert response.headers["content-type"] == "application/octet-stream"
         shape = [int(v) for v in response.headers["X-Carina-Shape"].split(",")]
         assert shape == volume["shape"] == [30, 512, 512]

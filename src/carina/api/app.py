@@ -160,6 +160,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
+            # label maps describe their grid in these headers (docs/viewer-api.md)
+            expose_headers=["X-Carina-Shape", "X-Carina-Dtype", "X-Carina-Affine"],
         )
 
     @app.exception_handler(CarinaError)
