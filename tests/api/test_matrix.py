@@ -87,6 +87,8 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/projects/{project}/deid"): "project.read",
     ("PUT", "/api/projects/{project}/deid"): "project.deid.manage",
     ("POST", "/api/projects/{project}/reidentify"): "project.reidentify",
+    ("GET", "/api/projects/{project}/deid/rules"): "study.read",
+    ("POST", "/api/projects/{project}/deid/pseudonym"): "study.store",
     ("POST", "/api/projects/{project}/jobs"): "job.submit",
     ("GET", "/api/projects/{project}/jobs"): "job.read",
     ("GET", "/api/projects/{project}/jobs/{job_id}"): "job.read",

@@ -17,6 +17,7 @@ from carina.api.jobs import router as jobs_router
 from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from carina.api.rest import router as rest_router
 from carina.api.upload import router as upload_router
+from carina.api.viewer import router as viewer_router
 from carina.api.web import WebAppMiddleware
 from carina.archive import Archive
 from carina.archive.dimse import DimseActivity, DimseServer
@@ -172,6 +173,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(dicomweb_router(project_scoped=False), prefix="/dicom-web")
     app.include_router(dicomweb_router(project_scoped=True), prefix="/projects/{project}/dicom-web")
     app.include_router(upload_router, prefix="/api")
+    # before the jobs routes: /jobs/events must not be taken for /jobs/{job_id}
+    app.include_router(viewer_router, prefix="/api")
     app.include_router(jobs_router, prefix="/api")
     return app
 

@@ -76,17 +76,27 @@ def save_policy(data_dir: Path, project: str, policy: DeidPolicy) -> DeidPolicy:
     """Validate and store a policy; the project secret is created on first use."""
     options_for(policy.profile, policy.options)  # raises ConfigurationError when unknown
     folder = project_dir(data_dir, project)
-    folder.mkdir(parents=True, exist_ok=True)
-    secret = folder / SECRET_FILE
-    if not secret.exists():
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(32))
+    ensure_secret(data_dir, project)
     path = folder / POLICY_FILE
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(asdict(policy), indent=2), encoding="utf-8")
     tmp.replace(path)
     return load_policy(data_dir, project)
+
+
+def ensure_secret(data_dir: Path, project: str) -> bytes:
+    """The project's secret, created (32 random bytes, mode 0600) when it has none yet."""
+    folder = project_dir(data_dir, project)
+    folder.mkdir(parents=True, exist_ok=True)
+    secret = folder / SECRET_FILE
+    try:
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return secret.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        value = secrets.token_bytes(32)
+        fh.write(value)
+    return value
 
 
 def _secret(data_dir: Path, project: str) -> bytes:
