@@ -3,7 +3,8 @@
 Both de-identify the same real files with the same options; for every element, at every depth of
 sequences, both must have done the same thing (removed, emptied, kept, replaced), with the same
 values wherever the value does not depend on a key (dummy values, scrubbed text, shifted dates).
-UIDs and the patient key follow the browser derivations of docs/viewer-api.md.
+UIDs and the patient key follow the browser derivations of docs/viewer-api.md, as the server's
+carina.deid.browser computes them; the rules are the server's resolved_rules for the options.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
-from carina.deid import Deidentifier, DeidOptions, Pseudonymizer
+from carina.deid import PROFILE_EDITION, Deidentifier, DeidOptions, Pseudonymizer
+from carina.deid.browser import browser_uid as server_browser_uid
+from carina.deid.browser import patient_key as server_patient_key
+from carina.deid.browser import resolved_rules
 
 from ..conftest import shared_data_dir
 
@@ -73,23 +77,18 @@ def read(path: Path | bytes) -> Dataset:
 
 
 def browser_uid(uid: str) -> str:
-    digest = hashlib.sha256((SALT + uid.rstrip("\x00 ")).encode()).digest()
-    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+    return server_browser_uid(SALT, uid)
 
 
 def patient_key(ds: Dataset) -> str:
     pid = str(ds.get("PatientID", "") or "") or str(ds.get("PatientName", "") or "")
-    return hashlib.sha256((SALT + pid).encode()).hexdigest()
+    return server_patient_key(SALT, pid)
 
 
 def rules_for(options: DeidOptions) -> Any:
-    """The rules document the server gives for these options."""
-    try:
-        from carina.deid.browser import resolved_rules
-    except ImportError:
-        return None
+    """The rules document the server gives for these options (with this test's salt)."""
     doc = resolved_rules(options)
-    doc.update(profile="basic", options=list(options.active()), salt=SALT)
+    doc.update(profile="basic", edition=PROFILE_EDITION, options=list(options.active()), salt=SALT)
     return doc
 
 
@@ -181,8 +180,6 @@ def cross_check(files: list[Path], options: DeidOptions, tmp_path: Path) -> int:
         }
     job = {
         "rules": rules_for(options),
-        "options": list(options.active()),
-        "salt": SALT,
         "pseudonyms": pseudonyms,
         "files": [[str(f), str(tmp_path / f"{i}.dcm")] for i, f in enumerate(files)],
     }
