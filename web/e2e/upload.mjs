@@ -63,10 +63,11 @@ await run(async (page, opts) => {
   timings.deidentify = (Date.now() - t0) / 1000;
 
   // the preview: per file its pseudonym, its changes (before/after) and its state
-  const preview = await page.$$eval("[data-testid=upload-preview] > tbody > tr", (trs) =>
+  const preview = await page.$$eval("[data-testid=upload-preview] > tbody > tr.file", (trs) =>
     trs.map((tr) => {
+      const detail = tr.nextElementSibling;
       const change = (kw) => {
-        const row = tr.querySelector(`[data-testid=upload-changes] tr[data-keyword=${kw}]`);
+        const row = detail.querySelector(`[data-testid=upload-changes] tr[data-keyword=${kw}]`);
         return row ? [...row.querySelectorAll("td")].map((td) => td.textContent) : null;
       };
       return {
@@ -74,7 +75,7 @@ await run(async (page, opts) => {
         state: tr.querySelector("[data-testid=upload-result]").getAttribute("data-state"),
         flag: tr.querySelector("[data-testid=upload-flag]")?.textContent ?? "",
         pseudonym: tr.querySelector("[data-testid=upload-pseudonym]").textContent,
-        changes: tr.querySelectorAll("[data-testid=upload-changes] tbody tr").length,
+        changes: detail.querySelectorAll("[data-testid=upload-changes] tbody tr").length,
         patientName: change("PatientName"),
         institutionAddress: change("InstitutionAddress"),
       };
@@ -83,7 +84,8 @@ await run(async (page, opts) => {
   const skipped = await page.$$eval("[data-testid=upload-skipped-file]", (li) => li.map((x) => x.textContent));
   const buttonBefore = await page.textContent("[data-testid=upload-start]");
   // open the preview of one file, for the picture
-  await page.click("[data-path='ctbrain1.dcm'] summary");
+  await page.click("[data-path='ctbrain1.dcm'] [data-testid=upload-show-changes]");
+  await page.locator("[data-path='ctbrain1.dcm']").scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(opts.out, "upload-preview.png"), fullPage: false });
 
   // accept the files with burned-in text risk, then upload, watching the progress bar

@@ -22,6 +22,8 @@ interface Row {
   reason: string;
   result?: DeidResult;
   tr: HTMLTableRowElement;
+  /** The row below it listing the changes (shown on demand). */
+  detail: HTMLTableRowElement;
 }
 
 const STATE_TEXT: Record<State, string> = {
@@ -139,7 +141,7 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
     h(
       "thead",
       {},
-      h("tr", {}, h("th", {}, "File"), h("th", {}, "Pseudonym"), h("th", {}, "Changes"), h("th", {}, "Status")),
+      h("tr", {}, h("th", {}, "File"), h("th", {}, "Status"), h("th", {}, "Pseudonym"), h("th", {}, "Changes")),
     ),
     tbody,
   );
@@ -187,14 +189,25 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
     if (r && r.burnedIn.length) {
       statusCell.append(h("div", { class: "flag", "data-testid": "upload-flag" }, `burned-in text risk: ${r?.burnedIn.join(", ")}`));
     }
-    const changes = r
-      ? h("details", {}, h("summary", {}, `${r.changes.length} change(s)`), changesTable(r.changes))
-      : h("span", {}, "");
+    let toggle: HTMLElement = h("span", {}, "");
+    if (r) {
+      const button = h(
+        "button",
+        { type: "button", "data-testid": "upload-show-changes", "aria-expanded": row.detail.hidden ? "false" : "true" },
+        `${r.changes.length} change(s)`,
+      );
+      button.addEventListener("click", () => {
+        row.detail.hidden = !row.detail.hidden;
+        button.setAttribute("aria-expanded", row.detail.hidden ? "false" : "true");
+      });
+      toggle = button;
+      row.detail.replaceChildren(h("td", { colspan: 4 }, changesTable(r.changes)));
+    }
     row.tr.replaceChildren(
       h("td", { class: "mono" }, row.path),
-      h("td", { "data-testid": "upload-pseudonym" }, r?.pseudonym ?? ""),
-      h("td", {}, changes),
       statusCell,
+      h("td", { "data-testid": "upload-pseudonym", class: "mono" }, r?.pseudonym ?? ""),
+      h("td", {}, toggle),
     );
   }
 
@@ -224,9 +237,15 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
         skip(p.path, "not a DICOM Part 10 file (no DICM preamble)");
         continue;
       }
-      const row: Row = { path: p.path, state: "reading", reason: "", tr: h("tr", { "data-path": p.path }) };
+      const row: Row = {
+        path: p.path,
+        state: "reading",
+        reason: "",
+        tr: h("tr", { "data-path": p.path, class: "file" }),
+        detail: h("tr", { "data-changes-of": p.path, class: "detail", hidden: true }),
+      };
       rows.push(row);
-      tbody.append(row.tr);
+      tbody.append(row.tr, row.detail);
       paint(row);
       refresh();
       try {
@@ -235,6 +254,7 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
       } catch (exc) {
         rows.splice(rows.indexOf(row), 1);
         row.tr.remove();
+        row.detail.remove();
         skip(p.path, exc instanceof ApiError ? `no pseudonym from the server (${exc.message})` : `cannot be de-identified: ${String((exc as Error).message ?? exc)}`);
         refresh();
         continue;
