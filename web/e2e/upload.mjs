@@ -105,5 +105,45 @@ await run(async (page, opts) => {
   await page.waitForLoadState("networkidle");
   const worklist = await page.textContent("main");
   await page.screenshot({ path: join(opts.out, "upload-worklist.png") });
-  return { preview, skipped, buttonBefore, buttonAfter, progressSeen, worklist, timings };
+
+  // a second upload, through the file input: slice 001 with another SliceThickness has the same
+  // (de-identified) SOP Instance UID as the one stored, and other content: the server refuses it
+  const changed = Buffer.from(readFileSync(join(CT, "001.dcm")));
+  const at = changed.indexOf(Buffer.from([0x18, 0x00, 0x50, 0x00, 0x44, 0x53]));
+  if (at < 0) throw new Error("no SliceThickness in 001.dcm");
+  const value = at + 8;
+  changed[value] = changed[value] === 0x39 ? 0x38 : 0x39;
+  await page.click("nav a:text('Upload')");
+  await page.waitForSelector("[data-testid=upload-input]");
+  await page.setInputFiles("[data-testid=upload-input]", {
+    name: "changed-001.dcm",
+    mimeType: "application/dicom",
+    buffer: changed,
+  });
+  await page.waitForSelector("[data-testid=upload-result][data-state=ready]");
+  await page.click("[data-testid=upload-start]");
+  await page.waitForSelector("[data-testid=upload-result][data-state=failed]", { timeout: 30000 });
+  const conflict = {
+    result: await page.textContent("[data-testid=upload-result]"),
+    error: await page.textContent("[data-testid=upload-error]"),
+    doneVisible: await page.isVisible("[data-testid=upload-done]"),
+    url: new URL(page.url()).pathname,
+  };
+  await page.screenshot({ path: join(opts.out, "upload-conflict.png") });
+
+  // a whole folder through the folder input: the CT again, already stored, so all is well
+  await page.click("[data-testid=upload-clear]");
+  t0 = Date.now();
+  await page.setInputFiles("[data-testid=upload-folder-input]", CT);
+  await page.waitForFunction(() => {
+    const cells = [...document.querySelectorAll("[data-testid=upload-result]")];
+    return cells.length === 30 && cells.every((c) => c.getAttribute("data-state") === "ready");
+  });
+  const folderPaths = await page.$$eval("[data-testid=upload-preview] > tbody > tr.file", (trs) =>
+    trs.map((tr) => tr.getAttribute("data-path")),
+  );
+  await page.click("[data-testid=upload-start]");
+  await page.waitForURL(`**/p/${opts.project}`, { timeout: 60000 });
+  timings.folder = (Date.now() - t0) / 1000;
+  return { preview, skipped, buttonBefore, buttonAfter, progressSeen, worklist, conflict, folderPaths, timings };
 });

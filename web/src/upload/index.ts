@@ -135,6 +135,7 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
   const done = h("button", { type: "button", "data-testid": "upload-done", hidden: true }, "Open the worklist");
   const tbody = h("tbody");
   const skipped = h("ul", { "data-testid": "upload-skipped", class: "skipped" });
+  const skippedHeading = h("h3", { hidden: true }, "Skipped");
   const table = h(
     "table",
     { class: "grid upload", "data-testid": "upload-preview" },
@@ -161,7 +162,7 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
     status,
     error,
     table,
-    h("h3", {}, "Skipped"),
+    skippedHeading,
     skipped,
   );
 
@@ -177,6 +178,7 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
       if (count(s)) parts.push(`${count(s)} ${s}`);
     }
     status.textContent = parts.join(", ");
+    skippedHeading.hidden = skipped.children.length === 0;
     start.disabled = busy || uploadable().length === 0 || count("reading") > 0;
     start.textContent = `Upload ${uploadable().length} file(s)`;
   }
@@ -224,6 +226,7 @@ export function mountUpload(container: HTMLElement, ctx: UploadContext): () => v
       error.textContent = `Cannot read the project's de-identification rules: ${String(exc)}`;
       return;
     }
+    picked.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     for (const p of picked) {
       if (!alive) return;
       let bytes: Uint8Array;
