@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.carina-installed
 SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: run test test-slow lint format bench system-deps clean web web-schema
+.PHONY: run test test-slow lint format bench bench-viewer system-deps clean web web-schema
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh
@@ -50,6 +50,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,deid,bench]'
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m bench -s
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python bench/deid.py
+
+# the viewer in a real browser: time to first image and to MPR (bench/results/viewer.md)
+bench-viewer: $(STAMP) web
+	$(BIN)/python bench/viewer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.xml

@@ -29,4 +29,5 @@ def test_sign_in_lands_on_the_requested_project(web_server: WebServer) -> None:
     assert result["landed"] == f"/p/{PROJECT}"
     assert result["projects"] == [PROJECT]
     assert result["user"] == USER
+    assert result["jobsLive"] == "live"
     assert result["pageErrors"] == []

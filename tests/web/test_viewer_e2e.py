@@ -6,6 +6,7 @@ and the test checks what the screenshots show against the pixel data read here w
 
 from __future__ import annotations
 
+import io
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,12 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from scipy import ndimage
+
+from carina.core.labels import Label, LabelSet
+from carina.core.volume import LabelMap
+from carina.dicom import load_series, scan
+from carina.dicom.seg import build_segmentation
 
 from .conftest import PROJECT, WebServer, run_e2e
 
@@ -61,12 +68,39 @@ def _box_mean(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(total / (size * size))
 
 
+def _lung_seg(files: list[Path]) -> tuple[bytes, np.ndarray]:
+    """A DICOM SEG of the lungs (air inside the body, label 1) on the CT's grid, and its mask
+    (slice, row, column along the series' own order)."""
+    volume = load_series(scan(files[0].parent).series[0]).volume
+    hu = np.asarray(volume.array)
+    regions, _ = ndimage.label(hu < -400)
+    border = np.unique(
+        np.r_[
+            regions[0].ravel(), regions[-1].ravel(), regions[:, 0].ravel(), regions[:, -1].ravel()
+        ]
+    )
+    mask = (regions > 0) & ~np.isin(regions, border)
+    labels = LabelMap(
+        mask.astype(np.uint8), volume.geometry, labels=LabelSet([Label(1, "lung", (0, 200, 255))])
+    )
+    seg = build_segmentation(
+        labels, [pydicom.dcmread(p) for p in files], series_description="lungs"
+    )
+    buffer = io.BytesIO()
+    seg.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue(), np.transpose(mask, (2, 1, 0))  # [i, j, k] -> [slice, row, column]
+
+
 @pytest.fixture(scope="module")
 def lung_ct(shared_data: Path, web_server: WebServer) -> dict[str, Any]:
     files = sorted((shared_data / "lung_ct_tumor_boxes" / "ct_dicom").glob("*.dcm"))
     assert len(files) == 30
     stored = _stow(web_server, files)
     assert len(stored["00081199"]["Value"]) == 30
+    seg, mask = _lung_seg(files)
+    seg_file = web_server.data_dir.parent / "lungs-seg.dcm"
+    seg_file.write_bytes(seg)
+    _stow(web_server, [seg_file])
     datasets = [pydicom.dcmread(path) for path in files]
     normal = np.cross(
         np.asarray(datasets[0].ImageOrientationPatient[:3], dtype=float),
@@ -101,6 +135,7 @@ def lung_ct(shared_data: Path, web_server: WebServer) -> dict[str, Any]:
         "mediastinum_hu": float(smooth[mediastinum[1], mediastinum[0]]),
         "roi": roi,
         "roi_mean": float(hu[inside].mean()),
+        "mask": mask,
         "roi_area": float(np.pi * 15 * 10 * float(middle.PixelSpacing[0] * middle.PixelSpacing[1])),
     }
 
@@ -124,7 +159,7 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
     )
     assert result["pageErrors"] == []
     assert result["patient"] == lung_ct["patient"]
-    assert result["thumbnails"] == [True]
+    assert result["thumbnails"] == [True, True]  # the CT and its SEG, server-rendered
     assert result["stack"]["index"] == 15
 
     stack = result["stack"]
@@ -145,6 +180,25 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
     # differs: Cornerstone includes a few more of them)
     assert result["roi"]["mean"] == pytest.approx(lung_ct["roi_mean"], abs=40)
     assert result["roi"]["area"] == pytest.approx(lung_ct["roi_area"], rel=0.1)
+
+    # the lung mask shows in its colour (0, 200, 255) over the lung, not over the mediastinum,
+    # and hiding its label takes it away again
+    overlay = result["overlay"]
+    mask = lung_ct["mask"]
+    assert overlay["voxels"] == int(mask.sum())
+    middle = mask[len(mask) // 2]
+    lung_c, lung_r = lung_ct["lung"]
+    med_c, med_r = lung_ct["mediastinum"]
+    assert middle[lung_r, lung_c]
+    assert not middle[med_r, med_c]
+    red, _, blue = overlay["shown"]["rgb"][0]
+    assert blue - red > 40
+    before_red, _, before_blue = overlay["before"]["rgb"][0]
+    assert abs(before_blue - before_red) < 10
+    red, _, blue = overlay["shown"]["rgb"][1]
+    assert abs(blue - red) < 10
+    assert overlay["shown"]["coloured"] > overlay["before"]["coloured"] + 5000
+    assert overlay["hidden"]["coloured"] < overlay["before"]["coloured"] + 500
 
     for kind in ("axial", "sagittal", "coronal", "3d"):
         assert result["views"][kind]["std"] > 10, kind

@@ -128,6 +128,23 @@ export async function imageStats(page, png, points = [], radius = 3) {
         if (Math.max(r, gg, b) - Math.min(r, gg, b) > 60) coloured += 1;
       }
       const mean = sum / n;
+      const rgb = points.map(([x, y]) => {
+        const sum = [0, 0, 0];
+        let count = 0;
+        for (let dy = -radius; dy <= radius; dy++) {
+          for (let dx = -radius; dx <= radius; dx++) {
+            const px = Math.round(x) + dx;
+            const py = Math.round(y) + dy;
+            if (px < 0 || py < 0 || px >= width || py >= height) continue;
+            const i = (py * width + px) * 4;
+            sum[0] += rgba[i];
+            sum[1] += rgba[i + 1];
+            sum[2] += rgba[i + 2];
+            count += 1;
+          }
+        }
+        return count ? sum.map((v) => v / count) : null;
+      });
       const at = points.map(([x, y]) => {
         let total = 0;
         let count = 0;
@@ -142,7 +159,7 @@ export async function imageStats(page, png, points = [], radius = 3) {
         }
         return count ? total / count : null;
       });
-      return { width, height, mean, std: Math.sqrt(Math.max(0, squares / n - mean * mean)), coloured, at };
+      return { width, height, mean, std: Math.sqrt(Math.max(0, squares / n - mean * mean)), coloured, at, rgb };
     },
     { data: png.toString("base64"), points, radius },
   );

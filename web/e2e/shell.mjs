@@ -13,5 +13,9 @@ await run(async (page, opts) => {
   await page.click("nav a:text('Upload')");
   await page.waitForSelector("[data-testid^=upload]");
   await page.screenshot({ path: join(opts.out, "shell.png") });
-  return { redirected, landed, projects, user: await page.textContent("[data-testid=user-name]") };
+  // the jobs view follows the server's job event stream
+  await page.click("nav a:text('Jobs')");
+  await page.waitForFunction(() => document.querySelector("[data-testid=jobs-live]")?.textContent === "live");
+  const jobsLive = await page.textContent("[data-testid=jobs-live]");
+  return { redirected, landed, projects, jobsLive, user: await page.textContent("[data-testid=user-name]") };
 });

@@ -115,6 +115,25 @@ await run(async (page, opts) => {
   }));
   await pageShot(page, out("measure.png"));
   await page.click("button[data-tool=WindowLevel]");
+
+  // the segmentation overlay: coloured pixels where the mask is, gone when its label is hidden
+  const before = await imageStats(page, await shot(page, stackSelector, out("seg-before.png")), points);
+  await page.click("[data-seg] [data-testid=seg-show]");
+  await page.waitForSelector("[data-seg][data-status=shown]", { timeout: 60000 });
+  await page.waitForTimeout(800);
+  const shown = await imageStats(page, await shot(page, stackSelector, out("seg-shown.png")), points);
+  await page.click("[data-seg] [data-testid=seg-label-visible]");
+  await page.waitForTimeout(800);
+  const hidden = await imageStats(page, await shot(page, stackSelector, out("seg-hidden.png")), points);
+  await page.click("[data-seg] [data-testid=seg-label-visible]");
+  await page.waitForTimeout(300);
+  const overlay = {
+    before,
+    shown,
+    hidden,
+    voxels: Number(await page.getAttribute("[data-seg]", "data-voxels")),
+  };
+  lap("overlay");
   lap("measure");
 
   // MPR + 3D: three planes and a volume rendering
@@ -154,5 +173,5 @@ await run(async (page, opts) => {
 
   lap("volume");
   await pageShot(page, out("mpr3d.png"));
-  return { patient, thumbnails, stack, length, roi, views, mip, volume, timings, total: (Date.now() - t0) / 1000 };
+  return { patient, thumbnails, stack, overlay, length, roi, views, mip, volume, timings, total: (Date.now() - t0) / 1000 };
 });

@@ -29,6 +29,15 @@ import {
 import { h } from "../dom";
 import { applySegmentation, type LoadedSegmentation } from "./segmentations";
 import type { LoadedSeries } from "./series";
+import {
+  BROWSER_VOLUME_BUDGET,
+  MAX_BROWSER_SLICES,
+  ServerPlane,
+  seriesApi,
+  volumeInfo,
+  type ServerPlaneKind,
+  type VolumeInfo,
+} from "./server-planes";
 import { initCornerstone } from "./setup";
 
 export const WINDOW_PRESETS: Record<string, { center: number; width: number }> = {
@@ -100,6 +109,8 @@ export interface Measurement {
 }
 
 export interface ViewerOptions {
+  /** The project the series is read from (for the viewer API's server-rendered planes). */
+  project?: string;
   layout?: Layout;
   onLayoutChange?: (layout: Layout) => void;
 }
@@ -125,6 +136,10 @@ export class Viewer {
   timings: Record<string, number> = {};
   volumeLoaded = false;
   readonly segmentations: LoadedSegmentation[] = [];
+  /** Whether MPR and slabs are rendered by the server (the series is too large to load here). */
+  large = false;
+  volume: VolumeInfo | null = null;
+  serverPlanes: ServerPlane[] = [];
   private volumePromise: Promise<void> | null = null;
   private destroyed = false;
   private readonly listeners: [string, EventListener][] = [];
@@ -168,6 +183,11 @@ export class Viewer {
   static async create(container: HTMLElement, series: LoadedSeries, options: ViewerOptions = {}): Promise<Viewer> {
     await initCornerstone();
     const viewer = new Viewer(container, series, options);
+    viewer.large = series.slices > MAX_BROWSER_SLICES || series.volumeBytes > BROWSER_VOLUME_BUDGET;
+    viewer.root.dataset.mode = viewer.large ? "server" : "browser";
+    if (viewer.large && options.project) {
+      viewer.volume = await volumeInfo(options.project, series.study, series.series);
+    }
     await viewer.setLayout(viewer.layout);
     return viewer;
   }
@@ -305,7 +325,7 @@ export class Viewer {
       for (const groupId of [this.stackGroupId, this.volumeGroupId, this.group3dId]) {
         ToolGroupManager.getToolGroup(groupId)?.removeViewports(this.engine.id, cell.id);
       }
-      this.engine.disableElement(cell.id);
+      if (this.engine.getViewport(cell.id)) this.engine.disableElement(cell.id);
     }
     this.cells = LAYOUTS[layout].map((kind, index) => {
       const element = h("div", { class: "viewport", "data-viewport": kind, "data-status": "loading" }) as HTMLDivElement;
@@ -322,9 +342,15 @@ export class Viewer {
         h("div", { class: "cell" }, h("span", { class: "label" }, cell.kind === "3d" ? "3D" : cell.kind.toUpperCase()), cell.element),
       ),
     );
+    this.serverPlanes = [];
     const stackCells = this.cells.filter((c) => c.kind === "stack");
-    const volumeCells = this.cells.filter((c) => c.kind !== "stack" && c.kind !== "3d");
-    const cells3d = this.cells.filter((c) => c.kind === "3d");
+    let volumeCells = this.cells.filter((c) => c.kind !== "stack" && c.kind !== "3d");
+    let cells3d = this.cells.filter((c) => c.kind === "3d");
+    if (this.large) {
+      this.showServerPlanes(volumeCells, cells3d);
+      volumeCells = [];
+      cells3d = [];
+    }
     const inputs: Types.PublicViewportInput[] = [
       ...stackCells.map((c) => ({ viewportId: c.id, element: c.element, type: Enums.ViewportType.STACK })),
       ...volumeCells.map((c) => ({
@@ -368,6 +394,29 @@ export class Viewer {
     }
     for (const seg of this.segmentations) applySegmentation(this, seg);
     this.grid.dataset.status = "ready";
+  }
+
+  /** MPR and slab cells as server-rendered images; no 3D (it needs the volume here). */
+  private showServerPlanes(cells: { kind: CellKind; element: HTMLDivElement }[], cells3d: { element: HTMLDivElement }[]): void {
+    const project = this.options.project;
+    if (!project || !this.volume) return;
+    const base = seriesApi(project, this.series.study, this.series.series);
+    for (const cell of cells) {
+      const plane: ServerPlaneKind = cell.kind === "mip" ? "axial" : (cell.kind as ServerPlaneKind);
+      const server = new ServerPlane(cell.element, base, plane, this.volume.planes[plane], () => ({
+        window: this.window,
+        mode: cell.kind === "mip" ? "mip" : this.slabMode,
+        thickness: this.slabThickness,
+      }));
+      this.serverPlanes.push(server);
+      server.render();
+    }
+    for (const cell of cells3d) {
+      cell.element.dataset.status = "unavailable";
+      cell.element.replaceChildren(
+        h("p", { class: "muted" }, `3D needs the whole series in the browser: ${this.series.slices} slices is over the limit.`),
+      );
+    }
   }
 
   private async showStack(id: string, element: HTMLDivElement): Promise<void> {
@@ -433,6 +482,7 @@ export class Viewer {
     this.windowName = name;
     this.window = WINDOW_PRESETS[name] ?? this.series.window ?? WINDOW_PRESETS.mediastinum;
     this.root.dataset.window = name;
+    for (const plane of this.serverPlanes) plane.render();
     for (const cell of this.cells) {
       if (cell.kind === "3d") continue;
       const viewport = this.engine.getViewport(cell.id) as Types.IStackViewport | Types.IVolumeViewport | undefined;
@@ -447,6 +497,7 @@ export class Viewer {
     this.slabMode = mode;
     this.slabThickness = thickness;
     this.root.dataset.slab = `${mode}:${thickness}`;
+    for (const plane of this.serverPlanes) plane.render();
     for (const cell of this.cells) {
       if (cell.kind === "stack" || cell.kind === "3d") continue;
       const viewport = this.engine.getViewport(cell.id) as Types.IVolumeViewport | undefined;

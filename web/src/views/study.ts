@@ -56,6 +56,7 @@ export async function mountStudy(
       stage.replaceChildren();
       const requested = (new URLSearchParams(location.search).get("layout") ?? "1x1") as Layout;
       viewer = await Viewer.create(stage, loaded, {
+        project,
         layout: requested in LAYOUTS ? requested : "1x1",
         onLayoutChange: (layout) => {
           const search = new URLSearchParams(location.search);
