@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.carina-installed
 SHARED_DATA ?= $(abspath ../shared/data)
 
-.PHONY: run test test-slow lint format bench system-deps clean
+.PHONY: run test test-slow lint format bench bench-viewer system-deps clean web web-schema
 
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh
@@ -17,7 +17,16 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 
 DATA_DIR ?= data
 
-run: $(STAMP)
+# the web viewer bundle (web/dist), rebuilt when missing or older than its sources
+web:
+	bash scripts/build-web.sh
+
+# the viewer's API types, regenerated from the server's OpenAPI document
+web-schema: $(STAMP)
+	PYTHONPATH=src $(BIN)/python scripts/openapi.py web/src/api/openapi.json
+	cd web && npx --no-install openapi-typescript src/api/openapi.json -o src/api/schema.d.ts
+
+run: $(STAMP) web
 	bash scripts/run.sh $(DATA_DIR)
 
 lint: $(STAMP)
@@ -30,7 +39,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-test: lint
+test: lint web
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m "not slow and not bench" \
 		--cov --cov-report=term:skip-covered --cov-report=xml:.coverage.xml
 
@@ -41,6 +50,10 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,deid,bench]'
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m bench -s
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python bench/deid.py
+
+# the viewer in a real browser: time to first image and to MPR (bench/results/viewer.md)
+bench-viewer: $(STAMP) web
+	$(BIN)/python bench/viewer.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.xml

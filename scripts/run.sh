@@ -10,5 +10,5 @@ if ! "$carina" user list --data-dir "$data_dir" | grep -q " yes "; then
   "$carina" user add admin --admin --data-dir "$data_dir"
   echo "Keep this password; change it with: carina user set-password admin --data-dir $data_dir"
 fi
-echo "Carina: http://${CARINA_HOST:-127.0.0.1}:${CARINA_PORT:-8000}/api/docs  (DICOM: AE CARINA, port ${CARINA_DICOM_PORT:-11112})"
+echo "Carina: http://${CARINA_HOST:-127.0.0.1}:${CARINA_PORT:-8000}/ (viewer), /api/docs (API)  (DICOM: AE CARINA, port ${CARINA_DICOM_PORT:-11112})"
 exec "$carina" serve --data-dir "$data_dir"

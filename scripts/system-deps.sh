@@ -10,6 +10,10 @@ needed=(
   "postgresql:/usr/lib/postgresql/*/bin/initdb"
   "orthanc:/usr/sbin/Orthanc"
   "orthanc-dicomweb:/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+  # the web viewer is built with node/npm; its browser tests drive Debian's chromium
+  "nodejs:/usr/bin/node"
+  "npm:/usr/bin/npm"
+  "chromium:/usr/bin/chromium"
 )
 missing=()
 for item in "${needed[@]}"; do

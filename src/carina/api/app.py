@@ -19,6 +19,8 @@ from carina.api.jobs import router as jobs_router
 from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from carina.api.rest import router as rest_router
 from carina.api.upload import router as upload_router
+from carina.api.viewer import router as viewer_router
+from carina.api.web import WebAppMiddleware
 from carina.archive import Archive
 from carina.archive.dimse import DimseActivity, DimseServer
 from carina.archive.query import QueryError
@@ -43,6 +45,7 @@ from carina.services.archive import open_archive
 from carina.services.auth import auth_services, server_secret
 from carina.services.jobs import jobs_engine
 from carina.services.settings import Settings
+from carina.services.viewer import ByteLRU
 
 log = logging.getLogger(__name__)
 
@@ -158,12 +161,14 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     )
     app.state.settings = settings
     app.state.secret = secret
+    app.state.viewer_cache = ByteLRU(settings.viewer_cache_bytes)
     app.state.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body=settings.max_body_bytes,
         max_upload=settings.max_upload_bytes,
     )
+    app.add_middleware(WebAppMiddleware, web_dir=settings.web_dir)
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.tls)
     if settings.cors_origins:
         app.add_middleware(
@@ -171,8 +176,9 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
-            # a viewer on another origin reads the grid of a raw label map from these
-            expose_headers=["X-Carina-Shape", "X-Carina-Dtype", "ETag"],
+            # label maps describe their grid in these headers (docs/viewer-api.md,
+            # docs/annotation-api.md); versions carry their digest as ETag
+            expose_headers=["X-Carina-Shape", "X-Carina-Dtype", "X-Carina-Affine", "ETag"],
         )
 
     @app.exception_handler(CarinaError)
@@ -186,6 +192,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(dicomweb_router(project_scoped=False), prefix="/dicom-web")
     app.include_router(dicomweb_router(project_scoped=True), prefix="/projects/{project}/dicom-web")
     app.include_router(upload_router, prefix="/api")
+    # before the jobs routes: /jobs/events must not be taken for /jobs/{job_id}
+    app.include_router(viewer_router, prefix="/api")
     app.include_router(jobs_router, prefix="/api")
     app.include_router(annotations_router, prefix="/api")
     return app

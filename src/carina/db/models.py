@@ -386,3 +386,20 @@ class GeometricAnnotation(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BrowserPseudonym(Base):
+    """The pseudonym given in a project to a patient key a browser derived (SHA-256 of the
+    project's browser salt and the PatientID; the PatientID itself never reaches the server)."""
+
+    __tablename__ = "browser_pseudonyms"
+    __table_args__ = (UniqueConstraint("project_id", "patient_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    patient_key: Mapped[str] = mapped_column(String(64))
+    pseudonym: Mapped[str] = mapped_column(String(64))
+    date_shift_days: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -147,10 +147,34 @@ def _encoding_differs(ds: Dataset, implicit: bool, little: bool) -> bool:
 def resolve_action(rule: ProfileRule, options: DeidOptions, elem: DataElement) -> Action:
     """The one action taken on ``elem`` under ``options`` (sequences the IODs require are
     emptied or cleaned rather than removed)."""
-    action = rule.action(options, elem.VR == "SQ")
-    if elem.VR == "SQ":
-        action = _SEQUENCE_OVERRIDES.get(elem.keyword, {}).get(action, action)
+    return resolve_tag_action(rule, options, elem.VR, elem.keyword)
+
+
+def resolve_tag_action(rule: ProfileRule, options: DeidOptions, vr: str, keyword: str) -> Action:
+    """The one action taken on an element of value representation ``vr`` under ``options``."""
+    action = rule.action(options, vr == "SQ")
+    if vr == "SQ":
+        action = _SEQUENCE_OVERRIDES.get(keyword, {}).get(action, action)
     return action
+
+
+#: DeidentificationMethod (0012,0063) as the server writes it.
+DEIDENTIFICATION_METHOD = f"Carina {PROFILE_EDITION}"[:64]
+
+
+def method_codes(options: DeidOptions) -> list[tuple[str, str]]:
+    """The CID 7050 (code value, meaning) pairs written for ``options``, basic profile first."""
+    used = ("basic", *[o for o in options.active() if o in CID_7050])
+    return [CID_7050[key] for key in used]
+
+
+def longitudinal_temporal_modified(options: DeidOptions) -> str:
+    """LongitudinalTemporalInformationModified (0028,0303) as written for ``options``."""
+    if options.retain_long_full_dates:
+        return "UNMODIFIED"
+    if options.retain_long_modified_dates:
+        return "MODIFIED"
+    return "REMOVED"
 
 
 class _Context:
@@ -190,10 +214,11 @@ class Deidentifier:
         mapping: MappingStore | None = None,
         table: ProfileTable | None = None,
         pseudonym_prefix: str = "ANON",
+        pseudonymizer: Pseudonymizer | None = None,
     ) -> None:
         self.options = options or DeidOptions()
         self.table = table or annex_e()
-        self.pseudo = Pseudonymizer(secret, pseudonym_prefix)
+        self.pseudo = pseudonymizer or Pseudonymizer(secret, pseudonym_prefix)
         self._settings = (secret, self.options, pseudonym_prefix)
         self.mapping = mapping
         self._safe = safe_private()
@@ -422,24 +447,17 @@ class Deidentifier:
 
     def _mark(self, ds: Dataset) -> None:
         """Set PatientIdentityRemoved, the method description and its CID 7050 codes."""
-        used = ("basic", *[o for o in self.options.active() if o in CID_7050])
         codes = Sequence()
-        for key in used:
-            value, meaning = CID_7050[key]
+        for value, meaning in method_codes(self.options):
             item = Dataset()
             item.CodeValue = value
             item.CodingSchemeDesignator = "DCM"
             item.CodeMeaning = meaning
             codes.append(item)
         ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = f"Carina {PROFILE_EDITION}"[:64]
+        ds.DeidentificationMethod = DEIDENTIFICATION_METHOD
         ds.DeidentificationMethodCodeSequence = codes
-        if self.options.retain_long_full_dates:
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
-        elif self.options.retain_long_modified_dates:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
+        ds.LongitudinalTemporalInformationModified = longitudinal_temporal_modified(self.options)
 
 
 def _map_values(value: Any, fn: Any) -> Any:

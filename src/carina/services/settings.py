@@ -8,6 +8,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# the built web viewer of a source checkout (``make run`` builds it)
+DEFAULT_WEB_DIR = Path(__file__).resolve().parents[3] / "web" / "dist"
+
 
 class Settings(BaseSettings):
     """Server settings; every field can be set as ``CARINA_<FIELD>`` (e.g. ``CARINA_DATA_DIR``).
@@ -32,6 +35,8 @@ class Settings(BaseSettings):
     ``jobs_workers`` 0 and no scheduler the server runs no jobs: they are recorded and wait for a
     server that does. Queued jobs start at most ``jobs_max_per_user`` at a time per user and
     ``jobs_max_per_project`` per project (0: no limit), highest priority first, users taking turns.
+
+    ``viewer_cache_bytes`` bounds the memory of the series the viewer routes keep loaded.
     """
 
     model_config = SettingsConfigDict(
@@ -59,6 +64,8 @@ class Settings(BaseSettings):
     jobs_scheduler: str | None = None
     jobs_max_per_user: int = Field(default=4, ge=0)
     jobs_max_per_project: int = Field(default=8, ge=0)
+    web_dir: Path = DEFAULT_WEB_DIR
+    viewer_cache_bytes: int = Field(default=2 * 1024**3, ge=0)
 
     @property
     def tls(self) -> bool:
@@ -87,6 +94,8 @@ class Settings(BaseSettings):
             "CARINA_JOBS_WORKERS": str(self.jobs_workers),
             "CARINA_JOBS_MAX_PER_USER": str(self.jobs_max_per_user),
             "CARINA_JOBS_MAX_PER_PROJECT": str(self.jobs_max_per_project),
+            "CARINA_WEB_DIR": str(self.web_dir),
+            "CARINA_VIEWER_CACHE_BYTES": str(self.viewer_cache_bytes),
         }
         if self.secret_key is not None:
             env["CARINA_SECRET_KEY"] = self.secret_key.get_secret_value()

@@ -1,0 +1,44 @@
+// Viewer timings in a real browser (Debian chromium, software WebGL) against a running server:
+// time to the first image of a series (stack) and to MPR ready (2x2: stack + 3 planes), where
+// MPR is the browser's (volume loaded) or the server's (rendered planes) as the viewer decides.
+// Usage: node bench/viewer.mjs --url U --user N --password P --project P --params
+//        '{"study": uid, "series": uid, "runs": 3}'   (prints one JSON line)
+import { launch, login, options } from "../web/e2e/lib.mjs";
+
+const opts = options();
+const { study, series, runs = 3 } = opts.params;
+const browser = await launch();
+const page = browser.page;
+const result = { firstImage: [], mprReady: [], mode: null, errors: browser.errors };
+try {
+  await login(page, opts);
+  for (let run = 0; run < runs; run++) {
+    await page.goto(`${opts.url}/p/${opts.project}`);
+    const start = Date.now();
+    await page.goto(`${opts.url}/p/${opts.project}/study/${study}?series=${series}&layout=1x1`);
+    await page.waitForSelector("[data-viewport=stack][data-status=ready]", { timeout: 300000 });
+    await page.waitForFunction(() => {
+      const canvas = document.querySelector("[data-viewport=stack] canvas");
+      return canvas && Number(document.querySelector("[data-viewport=stack]").dataset.renders ?? 0) > 0;
+    }, null, { timeout: 300000 });
+    result.firstImage.push((Date.now() - start) / 1000);
+    result.mode = await page.getAttribute("[data-testid=viewer]", "data-mode");
+    const mpr = Date.now();
+    await page.selectOption("[data-testid=layout]", "2x2");
+    await page.waitForFunction(
+      () =>
+        ["axial", "sagittal", "coronal"].every(
+          (kind) => document.querySelector(`[data-viewport="${kind}"]`)?.dataset.status === "ready",
+        ),
+      null,
+      { timeout: 600000, polling: 50 },
+    );
+    result.mprReady.push((Date.now() - mpr) / 1000);
+    result.timings = JSON.parse((await page.getAttribute("[data-testid=viewer]", "data-timings")) ?? "{}");
+  }
+} catch (error) {
+  result.error = String(error);
+}
+await browser.close();
+process.stdout.write(`${JSON.stringify(result)}\n`);
+process.exit(result.error ? 1 : 0);

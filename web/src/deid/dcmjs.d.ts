@@ -1,0 +1,5 @@
+// dcmjs ships no type declarations; the de-identification uses its data dictionary only.
+declare module "dcmjs" {
+  const dcmjs: unknown;
+  export default dcmjs;
+}
