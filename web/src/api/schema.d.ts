@@ -172,6 +172,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project}/annotation-dashboard": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Dashboard
+         * @description Progress per annotator and per milestone (assignment counts by state, overdue work).
+         */
+        get: operations["dashboard"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project}/deid": {
         parameters: {
             query?: never;
@@ -315,9 +335,34 @@ export interface paths {
         /**
          * Cancel Job
          * @description Request cancellation: a queued job ends at once, a running one at its next progress
-         *     report. A finished job is returned as it is.
+         *     report; with ``force`` (owners and managers) a running job is stopped by restarting its
+         *     worker process. A finished job is returned as it is.
          */
         post: operations["cancel_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/label-sets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Label Sets
+         * @description The label sets of the project.
+         */
+        get: operations["list_label_sets"];
+        put?: never;
+        /**
+         * Create Label Set
+         * @description A new label set (values, names, colours, codes); segmentations may use only its values.
+         */
+        post: operations["create_label_set"];
         delete?: never;
         options?: never;
         head?: never;
@@ -368,6 +413,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project}/queue": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My Queue
+         * @description The caller's work: tasks assigned to them that are not yet submitted or accepted.
+         */
+        get: operations["my_queue"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project}/reidentify": {
         parameters: {
             query?: never;
@@ -383,6 +448,220 @@ export interface paths {
          *     every answer is audited).
          */
         post: operations["reidentify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Segmentations
+         * @description Segmentations of the project, optionally of one study, series or task.
+         */
+        get: operations["list_segmentations"];
+        put?: never;
+        /**
+         * Create Segmentation
+         * @description A new, empty segmentation of a stored series of the project.
+         */
+        post: operations["create_segmentation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Segmentation
+         * @description A segmentation and its version history (oldest first).
+         */
+        get: operations["get_segmentation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import Version
+         * @description Import a DICOM SEG or NIfTI label map (the body) as a new version, e.g. AI pre-labels.
+         */
+        post: operations["import_version"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Save Version
+         * @description Save a label map (raw body, see the headers; ``Content-Encoding: gzip`` accepted) as the
+         *     new head. ``parent`` must be the current head (omitted for the first version); otherwise 409
+         *     names the head.
+         */
+        post: operations["save_version"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Version Labels
+         * @description The label map of a version: raw (k, j, i) bytes with shape and dtype headers, gzipped
+         *     when the caller accepts it.
+         */
+        get: operations["get_version_labels"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}/diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Diff Versions
+         * @description Voxels added and removed per label (and mL) from ``against`` (default: the parent) to
+         *     this version.
+         */
+        get: operations["diff_versions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}/nifti": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Version Nifti
+         * @description A version as a gzipped NIfTI label map on the series grid.
+         */
+        get: operations["export_version_nifti"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}/seg": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Version Seg
+         * @description A version as a DICOM SEG referencing the source instances.
+         */
+        get: operations["export_version_seg"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/shapes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Shapes
+         * @description Points, lines, boxes, ellipses, polygons and angles (LPS mm) of the project.
+         */
+        get: operations["list_shapes"];
+        put?: never;
+        /**
+         * Add Shape
+         * @description A geometric annotation on an instance of a study of the project; the points must lie on
+         *     that image's plane (within 0.05 mm).
+         */
+        post: operations["add_shape"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/shapes/sr": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import Shapes Sr
+         * @description Import the geometric annotations of a DICOM SR (TID 1500, SCOORD3D or SCOORD) in the body;
+         *     they must reference a study of the project.
+         */
+        post: operations["import_shapes_sr"];
         delete?: never;
         options?: never;
         head?: never;
@@ -516,6 +795,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project}/studies/{study}/series/{series}/shapes/sr": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Shapes Sr
+         * @description The geometric annotations of a series as a DICOM SR (TID 1500 measurement report).
+         */
+        get: operations["export_shapes_sr"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project}/studies/{study}/series/{series}/volume": {
         parameters: {
             query?: never;
@@ -530,6 +829,131 @@ export interface paths {
         get: operations["series_volume"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/tasks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Tasks
+         * @description Every annotation task of the project (earliest due first).
+         */
+        get: operations["list_tasks"];
+        put?: never;
+        /**
+         * Create Task
+         * @description A task on a series with a label set, for one or more annotators.
+         */
+        post: operations["create_task"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/tasks/{task_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get Task
+         * @description A task and the state of each annotator's part.
+         */
+        get: operations["get_task"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/tasks/{task_id}/agreement": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Task Agreement
+         * @description Inter-rater figures per label and pair of annotators: Dice, HD95 (mm), volumes (mL).
+         */
+        get: operations["task_agreement"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/tasks/{task_id}/consensus": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Task Consensus
+         * @description A consensus label map (STAPLE or majority vote) of the annotators' latest versions,
+         *     stored as a new segmentation whose first version records the inputs.
+         */
+        post: operations["task_consensus"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/tasks/{task_id}/review": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Review Task
+         * @description Accept an annotator's submitted work, or return it with a comment.
+         */
+        post: operations["review_task"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/tasks/{task_id}/transition": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Transition Task
+         * @description The caller starts or submits their part of a task.
+         */
+        post: operations["transition_task"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1494,6 +1918,23 @@ export interface components {
             /** Username */
             username: string;
         };
+        /** CodeIn */
+        CodeIn: {
+            /** Meaning */
+            meaning: string;
+            /** Scheme */
+            scheme: string;
+            /** Value */
+            value: string;
+        };
+        /** ConsensusIn */
+        ConsensusIn: {
+            /**
+             * Method
+             * @enum {string}
+             */
+            method: "staple" | "majority";
+        };
         /** DeidPolicyIn */
         DeidPolicyIn: {
             /** Enabled */
@@ -1562,10 +2003,17 @@ export interface components {
             params: {
                 [key: string]: unknown;
             };
+            /** Priority */
+            priority: number;
             /** Progress */
             progress: number;
             /** Project */
             project: string;
+            /**
+             * Queue Position
+             * @description 1-based place among the queued jobs of the server
+             */
+            queue_position?: number | null;
             /** Resources */
             resources: {
                 [key: string]: number;
@@ -1611,10 +2059,17 @@ export interface components {
             params: {
                 [key: string]: unknown;
             };
+            /** Priority */
+            priority: number;
             /** Progress */
             progress: number;
             /** Project */
             project: string;
+            /**
+             * Queue Position
+             * @description 1-based place among the queued jobs of the server
+             */
+            queue_position?: number | null;
             /** Resources */
             resources: {
                 [key: string]: number;
@@ -1650,12 +2105,38 @@ export interface components {
             params?: {
                 [key: string]: unknown;
             };
+            /**
+             * Priority
+             * @default 0
+             */
+            priority: number;
             /** Resources */
             resources?: {
                 [key: string]: number;
             };
             /** Timeout S */
             timeout_s?: number | null;
+        };
+        /** LabelIn */
+        LabelIn: {
+            code?: components["schemas"]["CodeIn"] | null;
+            /** Color */
+            color?: [
+                number,
+                number,
+                number
+            ] | null;
+            /** Name */
+            name: string;
+            /** Value */
+            value: number;
+        };
+        /** LabelSetIn */
+        LabelSetIn: {
+            /** Labels */
+            labels: components["schemas"]["LabelIn"][];
+            /** Name */
+            name: string;
         };
         /** LoginRequest */
         LoginRequest: {
@@ -1780,12 +2261,41 @@ export interface components {
             /** Study Uid */
             study_uid?: string | null;
         };
+        /** ReviewIn */
+        ReviewIn: {
+            /** Annotator */
+            annotator: string;
+            /**
+             * Comment
+             * @default
+             */
+            comment: string;
+            /**
+             * Decision
+             * @enum {string}
+             */
+            decision: "accept" | "return";
+        };
         /**
          * Role
          * @description A role in a project, strongest first.
          * @enum {string}
          */
         Role: "owner" | "manager" | "annotator" | "reviewer" | "viewer";
+        /** SegmentationIn */
+        SegmentationIn: {
+            /** Label Set */
+            label_set: string;
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /** Series */
+            series: string;
+            /** Study */
+            study: string;
+        };
         /** SessionOut */
         SessionOut: {
             /** Csrf Token */
@@ -1794,6 +2304,38 @@ export interface components {
             expires_in: number;
             user: components["schemas"]["UserOut"];
         };
+        /** ShapeIn */
+        ShapeIn: {
+            /**
+             * Frame Of Reference
+             * @default
+             */
+            frame_of_reference: string;
+            kind: components["schemas"]["ShapeKind"];
+            /**
+             * Label
+             * @default
+             */
+            label: string;
+            /** Points */
+            points: [
+                number,
+                number,
+                number
+            ][];
+            /** Series */
+            series: string;
+            /** Sop */
+            sop: string;
+            /** Study */
+            study: string;
+        };
+        /**
+         * ShapeKind
+         * @description Kinds of geometric annotation and the number of points each takes (0: three or more).
+         * @enum {string}
+         */
+        ShapeKind: "point" | "line" | "box" | "ellipse" | "polygon" | "angle";
         /** StudiesAdd */
         StudiesAdd: {
             /** Study Uids */
@@ -1805,6 +2347,34 @@ export interface components {
             project: string;
             /** Study Uids */
             study_uids: string[];
+        };
+        /** TaskIn */
+        TaskIn: {
+            /** Assignees */
+            assignees: string[];
+            /** Due At */
+            due_at?: string | null;
+            /**
+             * Instructions
+             * @default
+             */
+            instructions: string;
+            /** Label Set */
+            label_set: string;
+            /**
+             * Milestone
+             * @default
+             */
+            milestone: string;
+            /** Series */
+            series: string;
+            /** Study */
+            study: string;
+            /**
+             * Title
+             * @default
+             */
+            title: string;
         };
         /** TokenCreate */
         TokenCreate: {
@@ -1827,6 +2397,14 @@ export interface components {
              * @default bearer
              */
             token_type: string;
+        };
+        /** TransitionIn */
+        TransitionIn: {
+            /**
+             * Action
+             * @enum {string}
+             */
+            action: "start" | "submit";
         };
         /** UserCreate */
         UserCreate: {
@@ -2128,6 +2706,40 @@ export interface operations {
             };
         };
     };
+    dashboard: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     get_deid_policy: {
         parameters: {
             query?: never;
@@ -2409,7 +3021,10 @@ export interface operations {
     };
     cancel_job: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also stop a running job that reports no progress */
+                force?: boolean;
+            };
             header?: never;
             path: {
                 /** @description Job id */
@@ -2428,6 +3043,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobDetail"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_label_sets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    }[];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_label_set: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LabelSetIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
                 };
             };
             /** @description Validation Error */
@@ -2543,6 +3230,40 @@ export interface operations {
             };
         };
     };
+    my_queue: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    }[];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     reidentify: {
         parameters: {
             query?: never;
@@ -2566,6 +3287,455 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ReidentifyOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_segmentations: {
+        parameters: {
+            query?: {
+                study?: string | null;
+                series?: string | null;
+                task?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    }[];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_segmentation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SegmentationIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_segmentation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    import_version: {
+        parameters: {
+            query?: {
+                format?: "seg" | "nifti";
+                parent?: number | null;
+                model?: string;
+                model_version?: string;
+                comment?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    save_version: {
+        parameters: {
+            query?: {
+                parent?: number | null;
+                tool?: string;
+                model?: string;
+                model_version?: string;
+                comment?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_version_labels: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Version id */
+                version_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    diff_versions: {
+        parameters: {
+            query?: {
+                against?: number | null;
+            };
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Version id */
+                version_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    export_version_nifti: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Version id */
+                version_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    export_version_seg: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Version id */
+                version_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_shapes: {
+        parameters: {
+            query?: {
+                study?: string | null;
+                series?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    }[];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    add_shape: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ShapeIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    import_shapes_sr: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    }[];
                 };
             };
             /** @description Validation Error */
@@ -2835,6 +4005,40 @@ export interface operations {
             };
         };
     };
+    export_shapes_sr: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     series_volume: {
         parameters: {
             query?: never;
@@ -2848,6 +4052,270 @@ export interface operations {
             cookie?: never;
         };
         requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_tasks: {
+        parameters: {
+            query?: {
+                milestone?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    }[];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_task: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TaskIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    get_task: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Task id */
+                task_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    task_agreement: {
+        parameters: {
+            query?: {
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path: {
+                /** @description Task id */
+                task_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    task_consensus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Task id */
+                task_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConsensusIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    review_task: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Task id */
+                task_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReviewIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    transition_task: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Task id */
+                task_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransitionIn"];
+            };
+        };
         responses: {
             /** @description Successful Response */
             200: {
