@@ -292,12 +292,16 @@ def airway_mask(
 
 
 def lungs_labels(
-    hu: FloatArray, spacing: Spacing, density: DensityProbe | None = None
+    hu: FloatArray,
+    spacing: Spacing,
+    density: DensityProbe | None = None,
+    airways: BoolArray | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """Label map 1 = right lung, 2 = left lung (airways removed)."""
+    """Label map 1 = right lung, 2 = left lung, airways (given, or grown here) removed."""
     body = body_mask(hu, spacing)
     lungs = lung_mask(hu, spacing, body, density=density)
-    airways = airway_mask(hu, spacing, body)
+    if airways is None:
+        airways = airway_mask(hu, spacing, body)
     if airways.any():
         # remove trachea and main bronchi: the airway tree outside the lung parenchyma mass
         lungs = lungs & ~ndi.binary_dilation(airways, structure=ellipsoid(2.0, spacing))

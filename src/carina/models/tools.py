@@ -148,12 +148,14 @@ def _body(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, Any]
 
 
 def _lungs(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, Any]) -> _Output:
+    airways = _airways(hu, spacing, p).labels.astype(bool)
     grid, coarse = _grid(hu, spacing)
-    lab_c = ct.lungs_labels(coarse, grid.coarse_spacing, grid.density_probe(hu))
+    airways_c = grid.downsample(airways.astype(np.float32)) > 0
+    lab_c = ct.lungs_labels(coarse, grid.coarse_spacing, grid.density_probe(hu), airways_c)
     out = np.zeros(hu.shape, dtype=np.uint8)
     for value in (1, 2):
         fine = grid.refine(lab_c == value, lambda box: hu[box] < ct.AIR_HU)
-        out[fine & (out == 0)] = value
+        out[fine & (out == 0) & ~airways] = value
     return _Output(out, {})
 
 
