@@ -107,7 +107,9 @@ def tumour_boxes(volume: Volume) -> list[tuple[int, int, int, int, int]]:
     rows = (LUNG / "slice_index.csv").read_text().splitlines()[1:]
     out = []
     z_of_k = volume.geometry.index_to_world(
-        np.stack([np.zeros(volume.shape[2]), np.zeros(volume.shape[2]), np.arange(volume.shape[2])], 1)
+        np.stack(
+            [np.zeros(volume.shape[2]), np.zeros(volume.shape[2]), np.arange(volume.shape[2])], 1
+        )
     )[:, 2]
     for row in rows:
         _file, _uid, z, xml = row.split(",")
@@ -121,7 +123,9 @@ def tumour_boxes(volume: Volume) -> list[tuple[int, int, int, int, int]]:
     return out
 
 
-def nodule_recall(volume: Volume, points: list[dict[str, object]], margin: int = 10) -> tuple[int, int]:
+def nodule_recall(
+    volume: Volume, points: list[dict[str, object]], margin: int = 10
+) -> tuple[int, int]:
     """Boxes with a candidate inside (grown by ``margin`` pixels, +-1 slice)."""
     lps = volume.reorient("LPS")
     hit = 0
@@ -132,7 +136,11 @@ def nodule_recall(volume: Volume, points: list[dict[str, object]], margin: int =
             assert isinstance(idx, list)
             world = lps.geometry.index_to_world(np.array(idx, dtype=float))
             i, j, kk = np.round(volume.geometry.world_to_index(world)).astype(int)
-            if x0 - margin <= i <= x1 + margin and y0 - margin <= j <= y1 + margin and abs(kk - k) <= 1:
+            if (
+                x0 - margin <= i <= x1 + margin
+                and y0 - margin <= j <= y1 + margin
+                and abs(kk - k) <= 1
+            ):
                 hit += 1
                 break
     return hit, len(boxes)
@@ -150,14 +158,22 @@ def main() -> int:
         if only and tid not in only:
             continue
         for case in cases:
-            if case.name == "lung_ct" and tid not in ("lungs", "airways", "lung-vessels", "nodule-candidates", "body"):
+            if case.name == "lung_ct" and tid not in (
+                "lungs",
+                "airways",
+                "lung-vessels",
+                "nodule-candidates",
+                "body",
+            ):
                 continue
             res = tool.run(case.volume)
             refs = references(case, tid)
             dices = {}
             for name, ref in refs.items():
                 dices[name] = dice(res.labels.mask(name), ref)
-            found = {lab.name: res.labels.volumes_ml().get(lab.value, 0.0) for lab in res.labels.labels}
+            found = {
+                lab.name: res.labels.volumes_ml().get(lab.value, 0.0) for lab in res.labels.labels
+            }
             extra = ""
             if tid == "nodule-candidates" and case.name == "lung_ct":
                 cands = list(res.findings.get("candidates", []))
@@ -165,10 +181,17 @@ def main() -> int:
                 extra = f"recall {hit}/{total} boxes, {len(cands)} candidates"
             t = res.timings
             rows.append(
-                (tid, case.name, "x".join(map(str, case.volume.shape)),
-                 ", ".join(f"{k} {v:.3f}" for k, v in dices.items()) or "-",
-                 ", ".join(f"{k} {v:.1f}" for k, v in found.items()),
-                 extra, t["preprocess"], t["infer"], t["postprocess"])
+                (
+                    tid,
+                    case.name,
+                    "x".join(map(str, case.volume.shape)),
+                    ", ".join(f"{k} {v:.3f}" for k, v in dices.items()) or "-",
+                    ", ".join(f"{k} {v:.1f}" for k, v in found.items()),
+                    extra,
+                    t["preprocess"],
+                    t["infer"],
+                    t["postprocess"],
+                )
             )
             print(rows[-1], flush=True)
     # runtime on 512x512x300
@@ -179,14 +202,18 @@ def main() -> int:
 
     big = Volume(
         arr,
-        Geometry.from_components(shape=arr.shape, spacing=geom.spacing, origin=geom.origin, direction=geom.direction),
+        Geometry.from_components(
+            shape=arr.shape, spacing=geom.spacing, origin=geom.origin, direction=geom.direction
+        ),
         modality="CT",
     )
     timing_rows = []
     for tool in reg if runtime else []:
         res = tool.run(big)
         t = res.timings
-        timing_rows.append((tool.spec.id, t["preprocess"], t["infer"], t["postprocess"], sum(t.values())))
+        timing_rows.append(
+            (tool.spec.id, t["preprocess"], t["infer"], t["postprocess"], sum(t.values()))
+        )
         print(timing_rows[-1], flush=True)
     lines = [
         "# Weight-free segmentation tools",
@@ -194,17 +221,21 @@ def main() -> int:
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}. `python bench/tools.py`.",
         "",
-        "References are TotalSegmentator outputs (silver labels, not manual). Body reference: "
-        "hole-filled union of all classes and tissue types of ct_3mm_30sl (no skin). Bone reference: "
-        "vertebrae, ribs, sternum, sacrum, hips, femurs, humeri, scapulae, claviculae, skull "
-        "(costal cartilage excluded). Lungs: lobes merged per side. Nodule recall: a candidate within "
-        "10 pixels of a radiologist box, +-1 slice.",
+        "References are TotalSegmentator outputs (silver labels, not manual). Body "
+        "reference: hole-filled union of all classes and tissue types of ct_3mm_30sl (no "
+        "skin). Bone reference: vertebrae, ribs, sternum, sacrum, hips, femurs, humeri, "
+        "scapulae, claviculae, skull (costal cartilage excluded). Lungs: lobes merged per "
+        "side. Nodule recall: a candidate within 10 pixels of a radiologist box, +-1 slice.",
         "",
-        "| tool | case | shape | Dice | volumes (mL) | other | preprocess s | infer s | postprocess s |",
+        "| tool | case | shape | Dice | volumes (mL) | other "
+        "| preprocess s | infer s | postprocess s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} | {r[6]:.2f} | {r[7]:.2f} | {r[8]:.2f} |")
+        lines.append(
+            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} "
+            f"| {r[6]:.2f} | {r[7]:.2f} | {r[8]:.2f} |"
+        )
     lines += [
         "",
         "## Runtime on 512 x 512 x 300 (ct_dicom slices repeated 15 times)",

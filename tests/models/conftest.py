@@ -1,4 +1,4 @@
-"""Real CT cases with TotalSegmentator references, loaded once per session and put on the CT grid."""
+"""Real CT cases with TotalSegmentator references, loaded once per session, on the CT grid."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def total_labels(ts: Path) -> LabelSet:
 @pytest.fixture(scope="session")
 def ct_3mm(ts: Path, total_labels: LabelSet) -> Case:
     v = read_image(ts / "ct_3mm/ct.nii.gz")
-    return Case("ct_3mm", v, on_grid(read_labelmap(ts / "ct_3mm/seg_total_fast.nii.gz", total_labels), v))
+    return Case(
+        "ct_3mm", v, on_grid(read_labelmap(ts / "ct_3mm/seg_total_fast.nii.gz", total_labels), v)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -56,14 +58,21 @@ def ct_30sl(ts: Path, total_labels: LabelSet) -> Case:
     }
     # No body mask ships with the data: the reference body is the per-slice hole-filled union of
     # every labelled class and tissue type (it lacks the skin, about one voxel).
-    body = fill_holes_per_slice((ref.array > 0) | tissue["subcutaneous_fat"] | tissue["torso_fat"] | tissue["skeletal_muscle"])
+    body = fill_holes_per_slice(
+        (ref.array > 0)
+        | tissue["subcutaneous_fat"]
+        | tissue["torso_fat"]
+        | tissue["skeletal_muscle"]
+    )
     return Case("ct_3mm_30sl", v, ref, {"body": body, **tissue})
 
 
 @pytest.fixture(scope="session")
 def ct_dicom(ts: Path, total_labels: LabelSet) -> Case:
     v = read_volume(ts / "ct_dicom")
-    return Case("ct_dicom", v, on_grid(read_labelmap(ts / "ct_dicom_seg_total.nii.gz", total_labels), v))
+    return Case(
+        "ct_dicom", v, on_grid(read_labelmap(ts / "ct_dicom_seg_total.nii.gz", total_labels), v)
+    )
 
 
 @pytest.fixture(scope="session")

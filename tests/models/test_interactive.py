@@ -34,7 +34,9 @@ def test_click_in_liver(ct_30sl: Case) -> None:
 def test_click_in_liver_with_fixed_tolerance(ct_30sl: Case) -> None:
     assert ct_30sl.reference is not None
     liver = ct_30sl.reference.mask("liver")
-    res = click_grow(ct_30sl.volume, [_deepest_point(ct_30sl, liver)], tolerance_hu=60, smooth_mm=6.0)
+    res = click_grow(
+        ct_30sl.volume, [_deepest_point(ct_30sl, liver)], tolerance_hu=60, smooth_mm=6.0
+    )
     assert dice(res.labels.mask(1), liver) >= 0.82
 
 
@@ -67,7 +69,9 @@ def test_grow_from_seeds_spleen(ct_30sl: Case) -> None:
     res = grow_from_seeds(ct_30sl.volume, fg, bg, name="spleen")
     assert sum(res.timings.values()) < 2.0  # about 0.6-1 s measured on a shared 2-core machine
     assert dice(res.labels.mask("spleen"), spleen) >= 0.65
-    assert not res.labels.mask("spleen")[tuple(np.rint(ct_30sl.volume.geometry.world_to_index(np.array(bg[0]))).astype(int))]
+    assert not res.labels.mask("spleen")[
+        tuple(np.rint(ct_30sl.volume.geometry.world_to_index(np.array(bg[0]))).astype(int))
+    ]
 
 
 def test_seed_outside_image_is_an_error(ct_30sl: Case) -> None:

@@ -150,7 +150,9 @@ def test_lung_vessels_inside_lungs_and_dense(lung_ct: Case) -> None:
 def _boxes(shared_data: Path, volume: Volume) -> list[tuple[int, int, int, int, int]]:
     folder = shared_data / "lung_ct_tumor_boxes"
     z = volume.geometry.index_to_world(
-        np.stack([np.zeros(volume.shape[2]), np.zeros(volume.shape[2]), np.arange(volume.shape[2])], 1)
+        np.stack(
+            [np.zeros(volume.shape[2]), np.zeros(volume.shape[2]), np.arange(volume.shape[2])], 1
+        )
     )[:, 2]
     out = []
     for row in (folder / "slice_index.csv").read_text().splitlines()[1:]:
@@ -171,13 +173,20 @@ def test_nodule_candidates_recall_on_tumour_boxes(lung_ct: Case, shared_data: Pa
     assert scores == sorted(scores, reverse=True)
     lps = lung_ct.volume.reorient("LPS").geometry
     points = [
-        np.rint(lung_ct.volume.geometry.world_to_index(lps.index_to_world(np.array(c["index_lps_grid"], float)))).astype(int)
+        np.rint(
+            lung_ct.volume.geometry.world_to_index(
+                lps.index_to_world(np.array(c["index_lps_grid"], float))
+            )
+        ).astype(int)
         for c in cands
     ]
     boxes = _boxes(shared_data, lung_ct.volume)
     assert len(boxes) == 10
     hits = sum(
-        any(x0 - 10 <= p[0] <= x1 + 10 and y0 - 10 <= p[1] <= y1 + 10 and abs(p[2] - k) <= 1 for p in points)
+        any(
+            x0 - 10 <= p[0] <= x1 + 10 and y0 - 10 <= p[1] <= y1 + 10 and abs(p[2] - k) <= 1
+            for p in points
+        )
         for k, x0, y0, x1, y1 in boxes
     )
     assert hits >= 7
@@ -210,4 +219,5 @@ def test_result_is_a_labelmap_with_codes(ct_30sl: Case) -> None:
     res = run("lungs", ct_30sl)
     assert isinstance(res.labels, LabelMap)
     right = res.labels.labels.by_name("lung_right")
-    assert right.code is not None and right.code.value == "3341006"
+    assert right.code is not None
+    assert right.code.value == "3341006"

@@ -89,7 +89,9 @@ def segment_command(
         }
         console.print_json(json.dumps(payload))
         return
-    table = Table(title=f"{outcome.tool} {outcome.version} -> {outcome.output}", title_justify="left")
+    table = Table(
+        title=f"{outcome.tool} {outcome.version} -> {outcome.output}", title_justify="left"
+    )
     table.add_column("label")
     table.add_column("volume (mL)", justify="right")
     for name, ml in outcome.volumes_ml.items():

@@ -36,7 +36,7 @@ _FULL = np.ones((3, 3, 3), dtype=bool)
 
 
 def _ml_to_voxels(ml: float, spacing: Spacing) -> int:
-    return max(int(round(ml * 1000.0 / float(np.prod(spacing)))), 1)
+    return max(round(ml * 1000.0 / float(np.prod(spacing))), 1)
 
 
 # --------------------------------------------------------------------------------------- body
@@ -172,7 +172,7 @@ def split_left_right(lungs: BoolArray, spacing: Spacing) -> tuple[BoolArray, Boo
             # remaining small pieces join the nearer lung
             rest = lungs & ~a & ~b
             if rest.any():
-                cut = int(round((ca + cb) / 2))
+                cut = round((ca + cb) / 2)
                 ii = np.arange(lungs.shape[0])[:, None, None]
                 right = right | (rest & (ii < cut))
                 left = left | (rest & (ii >= cut))
@@ -205,7 +205,7 @@ def find_trachea(
     Returns ``None`` when no slice in the top ``top_mm`` holds one (an abdominal scan).
     """
     nk = hu.shape[2]
-    n_top = max(1, min(nk, int(round(top_mm / float(spacing[2])))))
+    n_top = max(1, min(nk, round(top_mm / float(spacing[2]))))
     pix = float(spacing[0] * spacing[1])
     for k in range(nk - 1, nk - 1 - n_top, -1):
         body_k = body[:, :, k]
@@ -230,12 +230,12 @@ def find_trachea(
             if max(h, w) > 2.0 * min(h, w) or area < 0.7 * np.pi / 4 * h * w:  # not round
                 continue
             c = ndi.center_of_mass(comp)
-            centre = (int(round(c[0])) + sl[0].start, int(round(c[1])) + sl[1].start, k)
+            centre = (round(c[0]) + sl[0].start, round(c[1]) + sl[1].start, k)
             offset = abs(centre[0] - ci) * spacing[0]
             if offset > 25.0:
                 continue
             # the spine lies just behind the trachea (stomach or bowel gas is far in front)
-            reach = int(round(60.0 / spacing[1]))
+            reach = round(60.0 / spacing[1])
             behind = hu[centre[0], sl[1].stop : sl[1].stop + reach, k]
             if not bool((behind > 200.0).any()):
                 continue
@@ -391,7 +391,7 @@ def _hessian_eigenvalues(
     for (a, b), v in comps.items():
         mats[:, a, b] = v
         mats[:, b, a] = v
-    eig = np.linalg.eigvalsh(mats)
+    eig: npt.NDArray[np.float64] = np.linalg.eigvalsh(mats).astype(np.float64)
     order_idx = np.argsort(np.abs(eig), axis=1)
     out: npt.NDArray[np.float64] = np.take_along_axis(eig, order_idx, axis=1)
     return out
@@ -411,8 +411,9 @@ def vesselness(
 
     Method (Frangi et al. 1998): Hessian by Gaussian derivatives at each scale (in mm, so
     anisotropic grids are handled), normalised across scales; with eigenvalues
-    ``|l1| <= |l2| <= |l3|`` and ``l2, l3 < 0``: ``V = (1 - exp(-Ra²/2α²)) · exp(-Rb²/2β²) ·
-    (1 - exp(-S²/2c²))`` where ``Ra = |l2|/|l3|``, ``Rb = |l1|/sqrt(|l2 l3|)``, ``S`` the Frobenius
+    ``|l1| <= |l2| <= |l3|`` and ``l2, l3 < 0``:
+    ``V = (1 - exp(-Ra²/2 alpha²)) · exp(-Rb²/2 beta²) · (1 - exp(-S²/2c²))`` where
+    ``Ra = |l2|/|l3|``, ``Rb = |l1|/sqrt(|l2 l3|)``, ``S`` the Frobenius
     norm; ``c`` is in HU/mm² after normalisation. On thick slices (:func:`thick_slices`) the
     through-plane derivatives are meaningless: the in-plane 2-D Hessian is used and any bright
     line or dot of the scale counts (``V = 1 - exp(-S²/2c²)`` where the stronger eigenvalue is
@@ -425,9 +426,7 @@ def vesselness(
     box = bounding_box(mask, margin=(8, 8, 3))
     assert box is not None
     sub = np.asarray(hu[box], dtype=np.float32)
-    local = tuple(
-        np.asarray(r - b.start, dtype=np.intp) for r, b in zip(roi, box, strict=True)
-    )
+    local = tuple(np.asarray(r - b.start, dtype=np.intp) for r, b in zip(roi, box, strict=True))
     best = np.zeros(roi[0].size, dtype=np.float64)
     for sigma in sigmas_mm:
         eig = _hessian_eigenvalues(sub, spacing, float(sigma), local)
@@ -524,7 +523,7 @@ def nodule_candidates(
         better = resp > best
         best[better] = resp[better]
         best_r[better] = r
-    size = [max(3, 2 * int(round(min(radii_mm) / s)) + 1) for s in spacing]
+    size = [max(3, 2 * round(min(radii_mm) / s) + 1) for s in spacing]
     peaks = (best == ndi.maximum_filter(best, size=size)) & (best > min_score)
     peaks &= region[box] & (sub > -300.0)
     pi, pj, pk = np.nonzero(peaks)
@@ -556,9 +555,7 @@ def spheres(shape: tuple[int, ...], spacing: Spacing, cands: Sequence[Candidate]
             slice(max(0, -lo[a]), ball.shape[a] - max(0, lo[a] + ball.shape[a] - shape[a]))
             for a in range(3)
         )
-        dst = tuple(
-            slice(max(lo[a], 0), min(lo[a] + ball.shape[a], shape[a])) for a in range(3)
-        )
+        dst = tuple(slice(max(lo[a], 0), min(lo[a] + ball.shape[a], shape[a])) for a in range(3))
         out[dst] |= ball[src]
     return out
 
@@ -603,4 +600,3 @@ def tissue_labels(
     out[muscle] = 2
     out[visceral] = 3
     return out
-

@@ -41,9 +41,7 @@ TOTALSEG_GROUPS: dict[str, tuple[str, ...]] = {
 def totalseg_bone_names(names: Iterable[str]) -> tuple[str, ...]:
     """The bone classes among ``names`` (vertebrae, ribs, hips, femurs, sacrum, skull, ...)."""
     return tuple(
-        n
-        for n in names
-        if n.startswith(_TS_BONE_PREFIXES) or n in ("sacrum", "skull", "sternum")
+        n for n in names if n.startswith(_TS_BONE_PREFIXES) or n in ("sacrum", "skull", "sternum")
     )
 
 

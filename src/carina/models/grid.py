@@ -65,8 +65,8 @@ class WorkingGrid:
             counts = np.diff(np.append(starts, n)).astype(np.float32)
             shape = [1, 1, 1]
             shape[axis] = counts.size
-            out = sums / counts.reshape(shape)
-        return out.astype(np.float32)
+            out = (sums / counts.reshape(shape)).astype(np.float32)
+        return out
 
     def upsample(self, array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:
         """Nearest-neighbour (block repetition) back to the fine shape."""

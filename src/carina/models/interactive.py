@@ -7,7 +7,7 @@ second, and return a :class:`~carina.models.base.SegmentationResult` on the inpu
 - :func:`click_grow`: one or more clicks in a structure. With ``tolerance_hu`` the region is the
   connected set of voxels within ``mean ± tolerance`` of the intensity around the clicks
   (connected threshold); without it, SimpleITK's confidence-connected growing adapts the interval
-  to the statistics of the region grown so far (mean ± ``multiplier`` × standard deviation,
+  to the statistics of the region grown so far (mean ± ``multiplier`` x standard deviation,
   re-estimated ``iterations`` times). Holes are filled and an optional opening cuts thin leaks.
 - :func:`grow_from_seeds`: foreground and background clicks; a marker-controlled watershed on the
   gradient magnitude (or the random walker of Grady 2006, from scikit-image) assigns every voxel
@@ -45,7 +45,7 @@ def _seed_indices(volume: Volume, points: Sequence[Point]) -> npt.NDArray[np.int
     shape = np.asarray(volume.shape)
     outside = np.any((idx < 0) | (idx >= shape), axis=1)
     if outside.any():
-        bad = [list(map(float, points[i])) for i in np.nonzero(outside)[0]]
+        bad = [list(map(float, points[int(i)])) for i in np.nonzero(outside)[0]]
         raise ModelError(f"seed point(s) outside the image: {bad}")
     return idx
 
@@ -110,9 +110,7 @@ def click_grow(
         if tolerance_hu is not None:
             values = []
             for i, j, k in local:
-                patch = sub[
-                    max(i - 2, 0) : i + 3, max(j - 2, 0) : j + 3, max(k - 2, 0) : k + 3
-                ]
+                patch = sub[max(i - 2, 0) : i + 3, max(j - 2, 0) : j + 3, max(k - 2, 0) : k + 3]
                 values.append(float(np.median(patch)))
             centre = float(np.median(values))
             grown = sitk.ConnectedThreshold(
@@ -134,7 +132,9 @@ def click_grow(
         mask = sitk.GetArrayFromImage(grown).transpose(2, 1, 0).astype(bool)
     with t.stage("postprocess"):
         if smooth_mm > 0:
-            opened = ndi.binary_opening(mask, structure=ellipsoid(smooth_mm, volume.geometry.spacing))
+            opened = ndi.binary_opening(
+                mask, structure=ellipsoid(smooth_mm, volume.geometry.spacing)
+            )
             lab, _n = ndi.label(opened)
             keep = {int(lab[i, j, k]) for i, j, k in local} - {0}
             mask = np.isin(lab, list(keep)) if keep else mask
@@ -187,7 +187,7 @@ def grow_from_seeds(
                 factor += 1
         coarse = sub[::factor, ::factor, ::factor]
         markers = np.zeros(coarse.shape, dtype=np.uint8)
-        ball = ellipsoid(seed_radius_mm, spacing * factor)
+        ball = ellipsoid(seed_radius_mm, [float(x) * factor for x in spacing])
         half = np.array(ball.shape) // 2
         offsets = np.argwhere(ball) - half
         for label, pts in ((2, bg), (1, fg)):
@@ -197,7 +197,7 @@ def grow_from_seeds(
                 markers[q[ok, 0], q[ok, 1], q[ok, 2]] = label
     with t.stage("infer"):
         if method == "watershed":
-            image = _to_sitk(coarse, spacing)
+            image = _to_sitk(coarse, [float(x) for x in spacing])
             grad = sitk.GradientMagnitudeRecursiveGaussian(image, sigma=1.0)
             mk = sitk.GetImageFromArray(np.ascontiguousarray(markers.transpose(2, 1, 0)))
             mk.CopyInformation(grad)

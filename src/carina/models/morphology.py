@@ -20,7 +20,7 @@ SLICE_CROSS[:, :, 1] = ndi.generate_binary_structure(2, 1)
 
 
 def ellipsoid(radius_mm: float, spacing: Sequence[float], in_plane: bool = False) -> BoolArray:
-    """A ball of ``radius_mm`` on a grid of ``spacing`` (a disk in the axial plane if ``in_plane``)."""
+    """A ball of ``radius_mm`` on a grid of ``spacing`` (an axial disk if ``in_plane``)."""
     radii = [max(radius_mm / float(s), 0.0) for s in spacing]
     if in_plane:
         radii[2] = 0.0

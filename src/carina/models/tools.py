@@ -228,7 +228,11 @@ def _nodules(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, A
     f = grid.factors
     cands = [
         ct.Candidate(
-            tuple(min(c.index[a] * f[a] + f[a] // 2, hu.shape[a] - 1) for a in range(3)),  # type: ignore[arg-type]
+            (
+                min(c.index[0] * f[0] + f[0] // 2, hu.shape[0] - 1),
+                min(c.index[1] * f[1] + f[1] // 2, hu.shape[1] - 1),
+                min(c.index[2] * f[2] + f[2] // 2, hu.shape[2] - 1),
+            ),
             c.radius_mm,
             c.score,
         )
@@ -258,9 +262,7 @@ def _tissue(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, An
     return _Output(out, {})
 
 
-def _spec(
-    tool_id: str, task: str, labels: list[Label], method: str, citation: str
-) -> ToolSpec:
+def _spec(tool_id: str, task: str, labels: list[Label], method: str, citation: str) -> ToolSpec:
     return ToolSpec(
         id=tool_id,
         version="1.0",
