@@ -64,14 +64,16 @@ def body_mask(hu: FloatArray, spacing: Spacing) -> BoolArray:
     largest = int(sizes.max())
     in_plane = float(min(spacing[0], spacing[1]))
     objects = ndi.find_objects(lab)
+    biggest = int(np.argmax(sizes))
+    keep[biggest] = True
     for value in np.nonzero(sizes >= 0.05 * largest)[0]:
         sl = objects[value - 1]
-        if sl is None:
+        if sl is None or value == biggest:
             continue
         comp = lab[sl] == value
         # thickness: in-plane distance transform (slices may be thick)
         depth = ndi.distance_transform_edt(comp, sampling=(spacing[0], spacing[1], 1e6))
-        if float(depth.max()) >= max(12.0, 2 * in_plane) or value == int(np.argmax(sizes)):
+        if float(depth.max()) >= max(12.0, 2 * in_plane):
             keep[value] = True
     body = keep[lab]
     body = ndi.binary_dilation(body, structure=disk) & dense

@@ -44,6 +44,11 @@ class WorkingGrid:
         return self.factors == (1, 1, 1)
 
     @property
+    def coarse_shape(self) -> tuple[int, int, int]:
+        s, f = self.shape, self.factors
+        return (-(-s[0] // f[0]), -(-s[1] // f[1]), -(-s[2] // f[2]))
+
+    @property
     def coarse_spacing(self) -> tuple[float, float, float]:
         return (
             self.spacing[0] * self.factors[0],
@@ -52,20 +57,22 @@ class WorkingGrid:
         )
 
     def downsample(self, array: npt.NDArray[np.generic]) -> FloatArray:
-        """Block means (the last partial block of an axis averages what it has)."""
+        """Block means (a partial last block averages the voxels it has)."""
         if self.identity:
             return np.asarray(array, dtype=np.float32)
-        out = np.asarray(array, dtype=np.float32)
-        for axis, f in enumerate(self.factors):
-            if f == 1:
-                continue
-            n = out.shape[axis]
-            starts = np.arange(0, n, f)
-            sums = np.add.reduceat(out, starts, axis=axis)
-            counts = np.diff(np.append(starts, n)).astype(np.float32)
-            shape = [1, 1, 1]
-            shape[axis] = counts.size
-            out = (sums / counts.reshape(shape)).astype(np.float32)
+        f = self.factors
+        out = np.zeros(self.coarse_shape, dtype=np.float32)
+        counts = [np.zeros(n, dtype=np.float32) for n in self.coarse_shape]
+        for axis in range(3):
+            for off in range(f[axis]):
+                counts[axis][: len(range(off, self.shape[axis], f[axis]))] += 1
+        src = np.asarray(array)
+        for a in range(f[0]):
+            for b in range(f[1]):
+                for c in range(f[2]):
+                    view = src[a :: f[0], b :: f[1], c :: f[2]]
+                    out[: view.shape[0], : view.shape[1], : view.shape[2]] += view
+        out /= counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
         return out
 
     def upsample(self, array: npt.NDArray[np.generic]) -> npt.NDArray[np.generic]:

@@ -21,15 +21,15 @@ from carina.core.volume import LabelMap, Volume
 from carina.models import ct
 from carina.models.base import SegmentationResult, Timings, ToolSpec
 from carina.models.grid import WorkingGrid
-from carina.models.morphology import BoolArray, fill_holes_per_slice
+from carina.models.morphology import BoolArray
 
-FloatArray = npt.NDArray[np.float32]
+FloatArray = npt.NDArray[Any]  # HU, any numeric dtype
 LabelArray = npt.NDArray[np.uint8]
 
 #: Grid used by the region tools (body, lungs, airways, bones, tissue).
 WORKING_MM = 3.0
 #: Airways are narrow: a finer grid.
-AIRWAY_MM = 1.5
+AIRWAY_MM = 2.0
 #: Vessel and nodule search grid.
 VESSEL_MM = 1.5
 NODULE_MM = 2.0
@@ -103,18 +103,21 @@ class ClassicalTool:
                 )
             if volume.channels != 1:
                 raise ModelError(f"tool {self._spec.id!r} needs a single-channel volume")
+            perm, flips = volume.geometry.reorientation("LPS")
             canonical = volume.reorient("LPS")
-            hu = np.asarray(canonical.array, dtype=np.float32)
+            hu = np.asarray(canonical.array)  # a view; methods convert what they use
             spacing = canonical.geometry.spacing
         with timings.stage("infer"):
             out = self._method(hu, spacing, dict(params))
         with timings.stage("postprocess"):
-            lab = LabelMap(out.labels, canonical.geometry, labels=self._spec.labels)
-            back = lab.reorient(volume.geometry.orientation)
-            if not back.geometry.same_grid(volume.geometry):
-                raise ModelError("internal error: labels do not return to the input grid")
+            # undo the reorientation: flip back, then put the axes in the input's order
+            arr = out.labels
+            for axis, flip in enumerate(flips):
+                if flip:
+                    arr = np.flip(arr, axis=axis)
+            arr = np.transpose(arr, np.argsort(perm))
             result = LabelMap(
-                np.ascontiguousarray(back.array),
+                np.ascontiguousarray(arr),
                 volume.geometry,
                 labels=self._spec.labels,
                 description=f"{self._spec.id} {self._spec.version}",
@@ -139,8 +142,8 @@ def _grid(hu: FloatArray, spacing: tuple[float, float, float]) -> tuple[WorkingG
 def _body_fine(hu: FloatArray, spacing: tuple[float, float, float]) -> BoolArray:
     grid, coarse = _grid(hu, spacing)
     body_c = ct.body_mask(coarse, grid.coarse_spacing)
-    fine = grid.refine(body_c, lambda box: hu[box] > ct.BODY_HU)
-    return fill_holes_per_slice(fine) if not grid.identity else fine
+    # the interior comes from the hole-filled coarse mask; only the skin band is re-decided
+    return grid.refine(body_c, lambda box: hu[box] > ct.BODY_HU)
 
 
 def _body(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, Any]) -> _Output:
@@ -159,10 +162,32 @@ def _lungs(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, Any
     return _Output(out, {})
 
 
+def _regions_on(
+    hu: FloatArray, spacing: tuple[float, float, float], target: WorkingGrid, lungs: bool
+) -> tuple[BoolArray, BoolArray | None]:
+    """Body (and lungs) found on the 3 mm grid, carried to the ``target`` grid."""
+    grid, coarse = _grid(hu, spacing)
+    cs = grid.coarse_spacing
+    body_c = ct.body_mask(coarse, cs)
+    lungs_c = ct.lung_mask(coarse, cs, body_c, density=grid.density_probe(hu)) if lungs else None
+
+    def carry(mask: BoolArray) -> BoolArray:
+        if grid.factors == target.factors:
+            return mask
+        fine = np.asarray(grid.upsample(mask), dtype=bool)
+        if target.identity:
+            return fine
+        out: BoolArray = target.downsample(fine) >= 0.5
+        return out
+
+    return carry(body_c), (carry(lungs_c) if lungs_c is not None else None)
+
+
 def _airways(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, Any]) -> _Output:
     grid = WorkingGrid.choose(hu.shape, spacing, AIRWAY_MM)
     coarse = grid.downsample(hu)
-    air_c = ct.airway_mask(coarse, grid.coarse_spacing)
+    body, _lungs = _regions_on(hu, spacing, grid, lungs=False)
+    air_c = ct.airway_mask(coarse, grid.coarse_spacing, body)
     fine = grid.refine(air_c, lambda box: hu[box] < -800.0)
     return _Output(fine.astype(np.uint8), {"found": bool(fine.any())})
 
@@ -183,13 +208,15 @@ def _fine_grid_run(
     target_mm: float,
     method: Callable[[FloatArray, tuple[float, float, float], BoolArray, BoolArray], LabelArray],
 ) -> tuple[LabelArray, WorkingGrid]:
-    """Run ``method(hu, spacing, lungs, body)`` on a grid of ``target_mm`` (lungs from it too)."""
+    """Run ``method(hu, spacing, lungs, body)`` on a grid of ``target_mm``; body and lungs come
+    from the 3 mm grid. Nothing runs (an empty map) when there is no lung."""
     grid = WorkingGrid.choose(hu.shape, spacing, target_mm)
+    body, lungs = _regions_on(hu, spacing, grid, lungs=True)
+    assert lungs is not None
+    if not lungs.any():
+        return np.zeros(grid.coarse_shape, dtype=np.uint8), grid
     coarse = grid.downsample(hu)
-    cs = grid.coarse_spacing
-    body = ct.body_mask(coarse, cs)
-    lungs = ct.lung_mask(coarse, cs, body, density=grid.density_probe(hu))
-    return method(coarse, cs, lungs, body), grid
+    return method(coarse, grid.coarse_spacing, lungs, body), grid
 
 
 def _vessels(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, Any]) -> _Output:
