@@ -16,7 +16,6 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from carina.models.morphology import (
-    SLICE_CROSS,
     BoolArray,
     bounding_box,
     ellipsoid,
@@ -566,39 +565,33 @@ def spheres(shape: tuple[int, ...], spacing: Spacing, cands: Sequence[Candidate]
 
 
 def tissue_labels(
-    hu: FloatArray, spacing: Spacing, *, rim_mm: float = 8.0
+    hu: FloatArray,
+    spacing: Spacing,
+    *,
+    skin_mm: float = 4.0,
+    wall_closing_mm: float = 4.5,
+    muscle_band_mm: float = 20.0,
 ) -> npt.NDArray[np.uint8]:
     """Label map 1 = subcutaneous fat, 2 = skeletal muscle, 3 = visceral (internal) fat.
 
-    Method, per axial slice inside the body: fat is -190..-30 HU, soft tissue -29..150 HU.
-    Subcutaneous fat is the fat connected (in the slice, after a 1.5 mm opening that breaks
-    thin fascia bridges) to the band within ``rim_mm`` of the skin. The region inside the
-    subcutaneous fat's inner border is the "wall-and-cavity"; skeletal muscle is soft tissue within
-    it that lies outside the visceral cavity, where the cavity is found by eroding the
-    wall-and-cavity region by 15 mm and growing it back by 12 mm through soft tissue and fat only
-    (abdominal wall and back muscles are a thin outer shell; organs sit deeper).
-    Visceral fat is the remaining fat inside the subcutaneous border. This is an approximation:
-    it does not separate intermuscular from visceral fat and can take organ margins for muscle.
+    Method, per axial slice inside the body: fat is -190..-30 HU, soft tissue -29..150 HU. The
+    non-fat tissue under the skin (``skin_mm``) is closed with a ``wall_closing_mm`` disk, which
+    bridges the gaps of the muscle wall, and hole-filled: the region inside the muscle wall.
+    Subcutaneous fat is the fat outside it, visceral fat the fat inside it; skeletal muscle is
+    soft tissue inside it within ``muscle_band_mm`` of its border (abdominal wall, back and flank
+    muscles form that shell; organs lie deeper). Approximate: psoas and organ margins touching the
+    wall are misclassified, and intermuscular fat counts as visceral.
     """
     body = body_mask(hu, spacing)
     fat = (hu >= FAT_HU[0]) & (hu <= FAT_HU[1]) & body
     soft = (hu >= MUSCLE_HU[0]) & (hu <= MUSCLE_HU[1]) & body
-    inner_body = ndi.binary_erosion(body, structure=ellipsoid(rim_mm, spacing, in_plane=True))
-    rim = body & ~inner_body
-    fat_open = ndi.binary_opening(fat, structure=ellipsoid(1.5, spacing, in_plane=True))
-    lab, _count = ndi.label(fat_open, structure=SLICE_CROSS)
-    touching = np.unique(lab[rim & fat_open])
-    subcut = np.isin(lab, touching[touching > 0]) & fat
-    inside = body & ~subcut
-    # the region enclosed by the subcutaneous fat: drop the skin layer outside it
-    outer = fill_holes_per_slice(inside & ~rim) if subcut.any() else inside
-    inside = fill_holes_per_slice(ndi.binary_opening(outer, structure=SLICE_CROSS)) & inside
-    core = ndi.binary_erosion(inside, structure=ellipsoid(15.0, spacing, in_plane=True))
-    cavity = ndi.binary_dilation(core, structure=ellipsoid(12.0, spacing, in_plane=True)) & inside
-    muscle = soft & inside & ~cavity
-    visceral = fat & inside & ~subcut
+    skin = body & ~ndi.binary_erosion(body, structure=ellipsoid(skin_mm, spacing, in_plane=True))
+    nonfat = body & (hu > FAT_HU[1]) & ~skin
+    wall = ndi.binary_closing(nonfat, structure=ellipsoid(wall_closing_mm, spacing, in_plane=True))
+    inner = fill_holes_per_slice(wall) & body
+    core = ndi.binary_erosion(inner, structure=ellipsoid(muscle_band_mm, spacing, in_plane=True))
     out = np.zeros(hu.shape, dtype=np.uint8)
-    out[subcut] = 1
-    out[muscle] = 2
-    out[visceral] = 3
+    out[fat & ~inner] = 1
+    out[soft & inner & ~core] = 2
+    out[fat & inner] = 3
     return out

@@ -379,9 +379,9 @@ def builtin_tools() -> list[ClassicalTool]:
                 "tissue",
                 "body composition",
                 [SUBCUT_FAT, MUSCLE, VISCERAL_FAT],
-                "Fat -190..-30 HU, muscle -29..150 HU inside the body; subcutaneous fat is fat "
-                "connected to the skin band, muscle is soft tissue in the outer shell inside it, "
-                "visceral fat the remaining fat.",
+                "Fat -190..-30 HU, muscle -29..150 HU inside the body; the muscle wall is the "
+                "closed, hole-filled non-fat tissue under the skin; subcutaneous fat lies outside "
+                "it, visceral fat inside, muscle is soft tissue in a 20 mm shell inside it.",
                 _CITATIONS["tissue"],
             ),
             _tissue,
