@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from carina.core import Geometry, LabelMap, Volume
-from carina.imaging import write_image
+from carina.imaging import read_image, read_labelmap, write_image
 from carina.jobs import Engine, JobStatus, JobStore, UnknownJobKind, kinds
 from tests.jobs.conftest import poll
 
@@ -147,4 +147,26 @@ def test_quantify_kind_measures_files(engine: Engine, tmp_path: Path) -> None:
 
 def test_built_in_kinds_and_which_are_offered_over_http() -> None:
     remote = {k.name: k.remote for k in kinds() if not k.name.startswith("test.")}
-    assert remote == {"echo": True, "quantify": False, "sleep": True}
+    assert remote == {"echo": True, "quantify": False, "segment": False, "sleep": True}
+
+
+def test_segment_kind_writes_the_tools_labels(
+    engine: Engine, tmp_path: Path, shared_data: Path
+) -> None:
+    from carina.models import get_tool
+
+    ct = shared_data / "totalsegmentator_ref/ct_3mm_30sl/ct.nii.gz"
+    out = tmp_path / "lungs.nii.gz"
+    job = engine.submit("segment", {"image": str(ct), "tool": "lungs", "output": str(out)})
+    done = engine.wait(job.id, timeout=120)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.result is not None
+    assert done.result["tool"] == "lungs"
+    assert set(done.result["volumes_ml"]) == {"lung_right", "lung_left"}
+    written = read_labelmap(out)
+    expected = get_tool("lungs").run(read_image(ct)).labels
+    assert written.geometry.same_grid(expected.geometry)
+    assert np.array_equal(np.asarray(written.array), np.asarray(expected.array))
+    bad = engine.wait(engine.submit("segment", {"image": str(ct), "tool": "nope"}).id, timeout=60)
+    assert bad.status is JobStatus.FAILED
+    assert "unknown tool 'nope'" in (bad.error or "")

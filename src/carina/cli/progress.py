@@ -17,6 +17,8 @@ STAGES = {
     "load": "Loading series",
     "convert": "Writing",
     "deid": "De-identifying",
+    "segment": "Segmenting",
+    "write": "Writing",
 }
 
 err_console = Console(stderr=True)

@@ -1,4 +1,5 @@
-"""Built-in job kinds: ``echo`` and ``sleep`` (for trying the engine) and ``quantify``."""
+"""Built-in job kinds: ``echo`` and ``sleep`` (for trying the engine), ``quantify`` and
+``segment``."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from typing import Any
 
 from carina.analysis import quantify
 from carina.core.labels import LabelSet
-from carina.imaging import read_image, read_labelmap
+from carina.imaging import read_image, read_labelmap, write_image
 from carina.jobs.context import JobContext
 from carina.jobs.registry import JobError, register
+from carina.models import get_tool
+from carina.models.postprocess import postprocess
 
 
 @register("echo", remote=True)
@@ -44,3 +47,37 @@ def quantify_files(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.6, "measuring")
     result = quantify(image, labels, components=bool(params.get("components", False)))
     return {"image": str(params["image"]), "regions": result.to_json()["regions"]}
+
+
+@register("segment")
+def segment_file(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Run the segmentation tool ``tool`` on the image file ``image`` and write the label map to
+    ``output`` (a NIfTI/NRRD/MHA path), with the optional post-processing ``largest_component``,
+    ``fill_holes`` and ``min_size_ml``. Paths are read and written on the worker; the kind is not
+    offered over HTTP (a project-level kind on archive series, storing a SEG, builds on it)."""
+    try:
+        runner = get_tool(str(params["tool"]))
+    except KeyError as exc:
+        raise JobError("segment needs 'tool', 'image' and 'output'") from exc
+    ctx.progress(0.0, "reading image")
+    image = read_image(params["image"])
+    ctx.progress(0.2, f"running {runner.spec.id}")
+    result = runner.run(image, **dict(params.get("params") or {}))
+    ctx.progress(0.8, "post-processing")
+    labels = postprocess(
+        result.labels,
+        largest_component=bool(params.get("largest_component", False)),
+        fill_holes=bool(params.get("fill_holes", False)),
+        min_size_ml=float(params.get("min_size_ml", 0.0)),
+    )
+    written = write_image(labels, params["output"])
+    return {
+        "output": str(written),
+        "tool": runner.spec.id,
+        "version": runner.spec.version,
+        "timings_s": dict(result.timings),
+        "volumes_ml": {
+            labels.labels[v].name: ml for v, ml in labels.volumes_ml().items() if v in labels.labels
+        },
+        "findings": dict(result.findings),
+    }

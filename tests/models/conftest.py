@@ -1,0 +1,80 @@
+"""Real CT cases with TotalSegmentator references, loaded once per session, on the CT grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from carina.core import LabelMap, LabelSet, Volume
+from carina.dicom import read_volume
+from carina.imaging import read_image, read_labelmap
+from carina.models.morphology import fill_holes_per_slice
+
+
+@dataclass
+class Case:
+    name: str
+    volume: Volume
+    reference: LabelMap | None
+    extra: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+
+
+def on_grid(ref: LabelMap, volume: Volume) -> LabelMap:
+    """The reference reoriented onto the CT's axes; it must then share the CT's grid."""
+    out = ref.reorient(volume.geometry.orientation)
+    assert out.geometry.same_grid(volume.geometry, atol=1e-3)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ts(shared_data: Path) -> Path:
+    return shared_data / "totalsegmentator_ref"
+
+
+@pytest.fixture(scope="session")
+def total_labels(ts: Path) -> LabelSet:
+    return LabelSet.from_json(ts / "label_map_total.json")
+
+
+@pytest.fixture(scope="session")
+def ct_3mm(ts: Path, total_labels: LabelSet) -> Case:
+    v = read_image(ts / "ct_3mm/ct.nii.gz")
+    return Case(
+        "ct_3mm", v, on_grid(read_labelmap(ts / "ct_3mm/seg_total_fast.nii.gz", total_labels), v)
+    )
+
+
+@pytest.fixture(scope="session")
+def ct_30sl(ts: Path, total_labels: LabelSet) -> Case:
+    v = read_image(ts / "ct_3mm_30sl/ct.nii.gz")
+    ref = on_grid(read_labelmap(ts / "ct_3mm_30sl/seg_total.nii.gz", total_labels), v)
+    tissue = {
+        n: on_grid(read_labelmap(ts / f"ct_3mm_30sl/tissue_types/{n}.nii.gz"), v).array > 0
+        for n in ("subcutaneous_fat", "torso_fat", "skeletal_muscle")
+    }
+    # No body mask ships with the data: the reference body is the per-slice hole-filled union of
+    # every labelled class and tissue type (it lacks the skin, about one voxel).
+    body = fill_holes_per_slice(
+        (ref.array > 0)
+        | tissue["subcutaneous_fat"]
+        | tissue["torso_fat"]
+        | tissue["skeletal_muscle"]
+    )
+    return Case("ct_3mm_30sl", v, ref, {"body": body, **tissue})
+
+
+@pytest.fixture(scope="session")
+def ct_dicom(ts: Path, total_labels: LabelSet) -> Case:
+    v = read_volume(ts / "ct_dicom")
+    return Case(
+        "ct_dicom", v, on_grid(read_labelmap(ts / "ct_dicom_seg_total.nii.gz", total_labels), v)
+    )
+
+
+@pytest.fixture(scope="session")
+def lung_ct(shared_data: Path) -> Case:
+    return Case("lung_ct", read_volume(shared_data / "lung_ct_tumor_boxes/ct_dicom"), None)
