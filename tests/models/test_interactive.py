@@ -28,7 +28,7 @@ def test_click_in_liver(ct_30sl: Case) -> None:
     res = click_grow(ct_30sl.volume, [click], smooth_mm=6.0, name="liver")
     assert res.labels.geometry.same_grid(ct_30sl.volume.geometry)
     assert dice(res.labels.mask("liver"), liver) >= 0.84
-    assert sum(res.timings.values()) < 2.0
+    assert sum(res.timings.values()) < 3.0  # 0.4 s measured
 
 
 def test_click_in_liver_with_fixed_tolerance(ct_30sl: Case) -> None:
@@ -67,7 +67,8 @@ def test_grow_from_seeds_spleen(ct_30sl: Case) -> None:
         if ct_30sl.reference.mask(name).any()
     ]
     res = grow_from_seeds(ct_30sl.volume, fg, bg, name="spleen")
-    assert sum(res.timings.values()) < 2.0  # about 0.6-1 s measured on a shared 2-core machine
+    # about 0.6-1 s measured on the shared 2-core build machine; the bound leaves room for load
+    assert sum(res.timings.values()) < 3.0
     assert dice(res.labels.mask("spleen"), spleen) >= 0.65
     assert not res.labels.mask("spleen")[
         tuple(np.rint(ct_30sl.volume.geometry.world_to_index(np.array(bg[0]))).astype(int))
