@@ -146,8 +146,16 @@ def test_quantify_kind_measures_files(engine: Engine, tmp_path: Path) -> None:
 
 
 def test_built_in_kinds_and_which_are_offered_over_http() -> None:
+    import carina.services.job_kinds  # noqa: F401  (the server's engine loads these too)
+
     remote = {k.name: k.remote for k in kinds() if not k.name.startswith("test.")}
-    assert remote == {"echo": True, "quantify": False, "segment": False, "sleep": True}
+    assert remote == {
+        "echo": True,
+        "quantify": False,
+        "segment": False,
+        "segment-series": True,
+        "sleep": True,
+    }
 
 
 def test_segment_kind_writes_the_tools_labels(

@@ -108,8 +108,11 @@ def build_segmentation(
     series_number: int = 300,
     manufacturer: str = "Carina",
     software_version: str = "0",
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
 ) -> Dataset:
-    """A SEG dataset for ``labels``, which must lie on the grid of the ``sources`` series."""
+    """A SEG dataset for ``labels``, which must lie on the grid of the ``sources`` series
+    (``series_instance_uid``/``sop_instance_uid``: chosen UIDs, new ones by default)."""
     kind = SegType(seg_type)
     provenance = provenance or Provenance()
     _check_sources(sources)
@@ -148,9 +151,9 @@ def build_segmentation(
             else hd.seg.SegmentationTypeValues.BINARY
         ),
         "segment_descriptions": _descriptions(labels, present, provenance),
-        "series_instance_uid": hd.UID(),
+        "series_instance_uid": series_instance_uid or hd.UID(),
         "series_number": series_number,
-        "sop_instance_uid": hd.UID(),
+        "sop_instance_uid": sop_instance_uid or hd.UID(),
         "instance_number": 1,
         "manufacturer": manufacturer,
         "manufacturer_model_name": "Carina",

@@ -33,7 +33,7 @@ class Engine:
     cluster of ``n_workers`` workers (``processes`` or threads) with ``resources`` each is started.
     Queued jobs wait in the database until ``limits`` let them start (see ``carina.jobs.queue``).
     ``kind_modules`` are imported on every worker (and here) to register kinds defined outside
-    ``carina.jobs``.
+    ``carina.jobs``; ``worker_env`` is added to the environment of local worker processes.
     """
 
     def __init__(
@@ -49,6 +49,7 @@ class Engine:
         watch_interval_s: float = 1.0,
         limits: Limits | None = None,
         kind_modules: tuple[str, ...] = (),
+        worker_env: dict[str, str] | None = None,
     ) -> None:
         self.db_url = db_url
         self.scheduler = scheduler
@@ -60,6 +61,7 @@ class Engine:
         self.watch_interval_s = watch_interval_s
         self.limits = limits or Limits()
         self.kind_modules = kind_modules
+        self.worker_env = worker_env
         self.store = JobStore(create_db_engine(db_url))
         self.cluster: LocalCluster | None = None
         self.client: Client | None = None
@@ -94,6 +96,8 @@ class Engine:
                 worker_dashboard_address="127.0.0.1:0",
                 # worker processes talk TCP on loopback only; threads use in-process transport
                 **({"host": "127.0.0.1"} if self.processes else {}),
+                # the environment of worker processes (e.g. the server's CARINA_* settings)
+                **({"env": dict(self.worker_env)} if self.processes and self.worker_env else {}),
             )
             self.client = Client(self.cluster, set_as_default=False)
         if self.kind_modules:

@@ -23,12 +23,23 @@ def jobs_engine(settings: Settings, database: DatabaseEngine) -> Engine | None:
         per_owner=settings.jobs_max_per_user or None,
         per_project=settings.jobs_max_per_project or None,
     )
+    kinds = ("carina.services.job_kinds",)
     if settings.jobs_scheduler:
-        return Engine(database_url(database), scheduler=settings.jobs_scheduler, limits=limits)
+        return Engine(
+            database_url(database),
+            scheduler=settings.jobs_scheduler,
+            limits=limits,
+            kind_modules=kinds,
+        )
     if settings.jobs_workers == 0:
         return None
     return Engine(
-        database_url(database), n_workers=settings.jobs_workers, processes=True, limits=limits
+        database_url(database),
+        n_workers=settings.jobs_workers,
+        processes=True,
+        limits=limits,
+        kind_modules=kinds,
+        worker_env=settings.to_env(),  # archive kinds open the server's data directory
     )
 
 
