@@ -141,7 +141,7 @@ def value_text(v: Any) -> str:
 
 def variant_files(shared: Path) -> list[Path]:
     """The stored objects of dicom_variants the browser takes: Part 10 files (with a DICM
-    preamble), not deflated (refused in the browser), not damaged on purpose."""
+    preamble), every transfer syntax, not damaged on purpose."""
     out: list[Path] = []
     for path in sorted((shared / "dicom_variants").rglob("*")):
         if not path.is_file() or path.suffix in {".csv", ".md", ".json", ".nrrd", ".gz"}:
@@ -152,12 +152,7 @@ def variant_files(shared: Path) -> list[Path]:
             ds = read(path)
         except Exception:
             continue  # not DICOM Part 10, or not readable
-        if (
-            "SOPInstanceUID" in ds
-            and "SOPClassUID" in ds
-            and "DirectoryRecordSequence" not in ds
-            and ds.file_meta.TransferSyntaxUID != pydicom.uid.DeflatedExplicitVRLittleEndian
-        ):
+        if "SOPInstanceUID" in ds and "SOPClassUID" in ds and "DirectoryRecordSequence" not in ds:
             out.append(path)
     return out
 
