@@ -7,15 +7,23 @@ access dependency and is not public, fails.
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Any
 
+import numpy as np
+import pydicom
 import pytest
 from fastapi.routing import iter_route_contexts
 
 from carina.api.security import PUBLIC_ROUTES, declared_action
 from carina.auth import Role
 from carina.auth.policy import GRANTS, SITE_ACTIONS
+from carina.core.geometry import Geometry
+from carina.core.labels import Label, LabelSet
+from carina.core.volume import LabelMap
+from carina.dicom.seg import build_segmentation
+from tests.dicom_factory import ct_series
 
 from .conftest import Site
 
@@ -63,6 +71,7 @@ _DICOMWEB: dict[tuple[str, str], str] = {
     ("POST", "/studies"): "study.store",
     ("POST", "/studies/{study}"): "study.store",
 }
+_SERIES = "/api/projects/{project}/studies/{study}/series/{series}"
 ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/logout"): "self.manage",
     ("GET", "/api/users/me"): "self.read",
@@ -89,8 +98,14 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/projects/{project}/reidentify"): "project.reidentify",
     ("GET", "/api/projects/{project}/deid/rules"): "study.read",
     ("POST", "/api/projects/{project}/deid/pseudonym"): "study.store",
+    ("GET", "/api/projects/{project}/studies/{study}/series/{series}/volume"): "study.read",
+    ("GET", "/api/projects/{project}/studies/{study}/series/{series}/render"): "study.read",
+    ("GET", _SERIES + "/segmentations"): "study.read",
+    ("GET", _SERIES + "/segmentations/{seg_series}/labelmap"): "study.read",
+    ("GET", _SERIES + "/segmentations/{seg_series}/meshes/{value}"): "study.read",
     ("POST", "/api/projects/{project}/jobs"): "job.submit",
     ("GET", "/api/projects/{project}/jobs"): "job.read",
+    ("GET", "/api/projects/{project}/jobs/events"): "job.read",
     ("GET", "/api/projects/{project}/jobs/{job_id}"): "job.read",
     ("POST", "/api/projects/{project}/jobs/{job_id}/cancel"): "job.cancel",
     **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
@@ -104,6 +119,39 @@ EXPECTED_PUBLIC = {
     ("POST", "/api/auth/token"),
     ("POST", "/api/auth/login"),
 }
+SEG_STUDY = "1.2.826.0.1.3680043.10.4.{number}"
+# project -> (study, image series, SEG series) for the segmentation routes
+_SEGMENTED: dict[str, tuple[str, str, str]] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def segmentations(site: Site) -> None:
+    """Per project, a small CT study with a SEG of it, for the segmentation routes."""
+    for project, number in (("alpha", 1), ("beta", 2)):
+        array = np.zeros((4, 8, 8), dtype=np.int16)
+        array[1:3, 2:6, 2:6] = 100
+        parts = ct_series(array, spacing=(1.0, 1.0, 2.0), study_uid=SEG_STUDY.format(number=number))
+        sources = [pydicom.dcmread(io.BytesIO(p)) for p in parts]
+        volume = np.asarray(array).transpose(2, 1, 0)
+        geometry = Geometry.from_components(
+            shape=(8, 8, 4),
+            spacing=(1.0, 1.0, 2.0),
+            frame_of_reference_uid=sources[0].FrameOfReferenceUID,
+        )
+        labels = LabelMap((volume > 0).astype(np.uint8), geometry, labels=LabelSet([Label(1, "x")]))
+        seg = build_segmentation(labels, sources)
+        buffer = io.BytesIO()
+        seg.save_as(buffer, enforce_file_format=True)
+        results = site.app.state.archive.ingest([(None, p) for p in [*parts, buffer.getvalue()]])
+        assert all(r.status.ok for r in results)
+        site.store.add_studies(project, [str(sources[0].StudyInstanceUID)])
+        _SEGMENTED[project] = (
+            str(sources[0].StudyInstanceUID),
+            str(sources[0].SeriesInstanceUID),
+            str(seg.SeriesInstanceUID),
+        )
+
+
 CALLERS = ("admin", "owner", "manager", "annotator", "reviewer", "viewer", "outsider", None)
 
 
@@ -211,8 +259,14 @@ def _url(site: Site, path: str, project: str | None, caller: str | None) -> str:
         "user": "target",
         "token_id": token_id,
         "job_id": str(site.jobs[project or "alpha"]),
+        "value": "1",
     }
-    return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    if "{seg_series}" in path:
+        study, series, seg_series = _SEGMENTED[project or "alpha"]
+        values.update(study=study, series=series, seg_series=seg_series)
+    url = re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
+    # the event stream stays open unless asked to end
+    return url + "?timeout=0" if url.endswith("/jobs/events") else url
 
 
 def _restore(site: Site, project: str | None) -> None:

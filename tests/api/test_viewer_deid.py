@@ -17,7 +17,9 @@ from carina.db import BrowserPseudonym
 from carina.deid import Deidentifier, options_for
 from carina.deid.browser import browser_uid, patient_key
 from carina.deid.engine import DUMMY_BY_VR
+from carina.deid.pseudonym import shift_date
 from carina.services import project_deid
+from tests.archive.helpers import multipart_body
 
 from .conftest import Site
 
@@ -189,3 +191,63 @@ def test_pseudonym_needs_store_permission_and_a_key(fresh_site: Site) -> None:
     for bad in ("XYZ", "A" * 64, "1" * 63):
         response = site.client.post(url, json={"key": bad}, headers=site.headers("owner"))
         assert response.status_code == 422, bad
+
+
+def test_server_ingest_agrees_with_the_browser_derivations(
+    fresh_site: Site, shared_data: Path
+) -> None:
+    site = fresh_site
+    policy = {"enabled": True, "options": ["retain-long-modified-dates"]}
+    response = site.client.put(
+        "/api/projects/alpha/deid", json=policy, headers=site.headers("owner")
+    )
+    assert response.status_code == 200, response.text
+    rules = _rules(site)
+    assert rules["derivation"] == "browser"
+    salt = str(rules["salt"])
+    path = shared_data / FAKE_PHI / "examples" / "MR_with_sequences.dcm"  # no burned-in text
+    original = pydicom.dcmread(path)
+    body, content_type = multipart_body([path.read_bytes()])
+    stored = site.client.post(
+        "/projects/alpha/dicom-web/studies",
+        content=body,
+        headers={**site.headers("annotator"), "Content-Type": content_type},
+    )
+    assert stored.status_code == 200, stored.text
+    # what a browser derives, without the PatientID leaving it
+    key = patient_key(salt, str(original.PatientID))
+    pseudonym = site.client.post(
+        "/api/projects/alpha/deid/pseudonym", json={"key": key}, headers=site.headers("annotator")
+    ).json()
+    study_uid = browser_uid(salt, str(original.StudyInstanceUID))
+    found = site.client.get(
+        f"/projects/alpha/dicom-web/studies?StudyInstanceUID={study_uid}",
+        headers=site.headers("viewer"),
+    ).json()
+    assert len(found) == 1
+    study = found[0]
+    assert study["00100020"]["Value"] == [pseudonym["patient_id"]]
+    assert study["00100010"]["Value"][0]["Alphabetic"] == pseudonym["patient_name"]
+    shifted = shift_date(str(original.StudyDate), pseudonym["date_shift_days"])
+    assert study["00080020"]["Value"] == [shifted]
+    instance = site.client.get(
+        f"/projects/alpha/dicom-web/studies/{study_uid}/instances", headers=site.headers("viewer")
+    ).json()[0]
+    assert instance["00080018"]["Value"] == [browser_uid(salt, str(original.SOPInstanceUID))]
+
+
+def test_a_project_keeps_its_derivation(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    folder = project_deid.project_dir(data_dir, "old")
+    folder.mkdir(parents=True)
+    # a policy written before browser derivations existed
+    (folder / project_deid.POLICY_FILE).write_text(
+        '{"enabled": true, "profile": "basic", "options": []}', encoding="utf-8"
+    )
+    assert project_deid.load_policy(data_dir, "old").derivation == "keyed"
+    saved = project_deid.save_policy(
+        data_dir, "old", project_deid.DeidPolicy(True, "basic", ("retain-uids",))
+    )
+    assert (saved.derivation, saved.options) == ("keyed", ("retain-uids",))
+    new = project_deid.save_policy(data_dir, "new", project_deid.DeidPolicy(True))
+    assert new.derivation == "browser"

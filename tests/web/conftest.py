@@ -130,9 +130,11 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, web_bundle: Path) -> It
         log.close()
 
 
-def run_e2e(server: WebServer, script: str, timeout: float = 240, **extra: str) -> dict[str, Any]:
-    """Runs web/e2e/<script> against the server and returns its JSON findings; the script's
-    failure (non-zero exit) fails the test with what it printed."""
+def run_e2e(
+    server: WebServer, script: str, params: dict[str, Any] | None = None, timeout: float = 240
+) -> dict[str, Any]:
+    """Runs web/e2e/<script> against the server (``params`` as its --params JSON) and returns its
+    JSON findings; the script's failure (non-zero exit) fails the test with what it printed."""
     artifacts = WEB / "e2e" / "artifacts"
     command = [
         "node",
@@ -148,8 +150,8 @@ def run_e2e(server: WebServer, script: str, timeout: float = 240, **extra: str) 
         "--out",
         str(artifacts),
     ]
-    for key, value in extra.items():
-        command += [f"--{key.replace('_', '-')}", value]
+    if params is not None:
+        command += ["--params", json.dumps(params)]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
     )

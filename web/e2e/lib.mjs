@@ -18,6 +18,7 @@ export function options(extra = {}) {
       password: { type: "string" },
       project: { type: "string" },
       out: { type: "string", default: "web/e2e/artifacts" },
+      params: { type: "string", default: "{}" },
       ...extra,
     },
     allowPositionals: true,
@@ -26,7 +27,7 @@ export function options(extra = {}) {
     if (!values[key]) throw new Error(`--${key} is required`);
   }
   mkdirSync(values.out, { recursive: true });
-  return values;
+  return { ...values, params: JSON.parse(values.params) };
 }
 
 /** A headless chromium with software WebGL2 (SwiftShader) and a fresh profile. */
@@ -98,4 +99,75 @@ export async function run(body) {
   await browser.close();
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(code);
+}
+
+/**
+ * Grey-level statistics of a screenshot (PNG buffer), decoded in the page: mean and standard
+ * deviation over the whole image, and the mean of a (2r+1)^2 square at each of `points`
+ * (pixel coordinates of the screenshot).
+ */
+export async function imageStats(page, png, points = [], radius = 3) {
+  return page.evaluate(
+    async ({ data, points, radius }) => {
+      const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+      const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+      const context = canvas.getContext("2d");
+      context.drawImage(bitmap, 0, 0);
+      const { data: rgba, width, height } = context.getImageData(0, 0, bitmap.width, bitmap.height);
+      const grey = (i) => (rgba[i] + rgba[i + 1] + rgba[i + 2]) / 3;
+      let sum = 0;
+      let squares = 0;
+      let coloured = 0;
+      const n = width * height;
+      for (let i = 0; i < rgba.length; i += 4) {
+        const g = grey(i);
+        sum += g;
+        squares += g * g;
+        const r = rgba[i], gg = rgba[i + 1], b = rgba[i + 2];
+        if (Math.max(r, gg, b) - Math.min(r, gg, b) > 60) coloured += 1;
+      }
+      const mean = sum / n;
+      const at = points.map(([x, y]) => {
+        let total = 0;
+        let count = 0;
+        for (let dy = -radius; dy <= radius; dy++) {
+          for (let dx = -radius; dx <= radius; dx++) {
+            const px = Math.round(x) + dx;
+            const py = Math.round(y) + dy;
+            if (px < 0 || py < 0 || px >= width || py >= height) continue;
+            total += grey((py * width + px) * 4);
+            count += 1;
+          }
+        }
+        return count ? total / count : null;
+      });
+      return { width, height, mean, std: Math.sqrt(Math.max(0, squares / n - mean * mean)), coloured, at };
+    },
+    { data: png.toString("base64"), points, radius },
+  );
+}
+
+/** The mean absolute grey difference of two same-sized screenshots. */
+export async function imageDifference(page, a, b) {
+  return page.evaluate(
+    async ({ a, b }) => {
+      const decode = async (data) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const bitmap = await createImageBitmap(new Blob([bytes], { type: "image/png" }));
+        const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+        const context = canvas.getContext("2d");
+        context.drawImage(bitmap, 0, 0);
+        return context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+      };
+      const [x, y] = [await decode(a), await decode(b)];
+      if (x.length !== y.length) return null;
+      let total = 0;
+      for (let i = 0; i < x.length; i += 4) {
+        total += Math.abs((x[i] + x[i + 1] + x[i + 2]) / 3 - (y[i] + y[i + 1] + y[i + 2]) / 3);
+      }
+      return total / (x.length / 4);
+    },
+    { a: a.toString("base64"), b: b.toString("base64") },
+  );
 }

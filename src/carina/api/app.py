@@ -39,6 +39,7 @@ from carina.services.archive import open_archive
 from carina.services.auth import auth_services, server_secret
 from carina.services.jobs import jobs_engine
 from carina.services.settings import Settings
+from carina.services.viewer import ByteLRU
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +147,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     )
     app.state.settings = settings
     app.state.secret = secret
+    app.state.viewer_cache = ByteLRU(settings.viewer_cache_bytes)
     app.state.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -160,6 +162,8 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["*"],
+            # label maps describe their grid in these headers (docs/viewer-api.md)
+            expose_headers=["X-Carina-Shape", "X-Carina-Dtype", "X-Carina-Affine"],
         )
 
     @app.exception_handler(CarinaError)

@@ -30,7 +30,7 @@ from carina.deid.engine import (
     resolve_tag_action,
 )
 from carina.deid.profile import DeidOptions, ProfileTable, annex_e, safe_private
-from carina.deid.pseudonym import MAX_SHIFT_DAYS, check_secret
+from carina.deid.pseudonym import MAX_SHIFT_DAYS, Pseudonymizer, check_secret
 
 UID_ROOT = "2.25"
 PATIENT_KEY = re.compile(r"^[0-9a-f]{64}$")
@@ -123,3 +123,35 @@ def resolved_rules(options: DeidOptions, table: ProfileTable | None = None) -> d
         ],
         "longitudinal_temporal_information_modified": longitudinal_temporal_modified(options),
     }
+
+
+class BrowserPseudonymizer(Pseudonymizer):
+    """Replacements derived the way a browser derives them (UIDs from the salt, patients from
+    their key), so that what the server de-identifies at ingest agrees with what a browser of
+    the project de-identified before. The issuer of patient IDs is not part of the key."""
+
+    def __init__(self, secret: bytes, prefix: str = "ANON") -> None:
+        super().__init__(secret, prefix)
+        self.salt = browser_salt(secret)
+        self._patients: dict[str, KeyPseudonym] = {}
+
+    def uid(self, uid: str) -> str:
+        cached = self._uid_cache.get(uid)
+        if cached is None:
+            cached = browser_uid(self.salt, uid)
+            self._uid_cache[uid] = cached
+        return cached
+
+    def _patient(self, patient_id: str) -> KeyPseudonym:
+        found = self._patients.get(patient_id)
+        if found is None:
+            key = patient_key(self.salt, patient_id)
+            found = key_pseudonym(self._secret, key, self.prefix)
+            self._patients[patient_id] = found
+        return found
+
+    def patient_id(self, patient_id: str, issuer: str = "") -> str:
+        return self._patient(patient_id).patient_id
+
+    def date_shift_days(self, patient_id: str, issuer: str = "") -> int:
+        return self._patient(patient_id).date_shift_days

@@ -214,10 +214,11 @@ class Deidentifier:
         mapping: MappingStore | None = None,
         table: ProfileTable | None = None,
         pseudonym_prefix: str = "ANON",
+        pseudonymizer: Pseudonymizer | None = None,
     ) -> None:
         self.options = options or DeidOptions()
         self.table = table or annex_e()
-        self.pseudo = Pseudonymizer(secret, pseudonym_prefix)
+        self.pseudo = pseudonymizer or Pseudonymizer(secret, pseudonym_prefix)
         self._settings = (secret, self.options, pseudonym_prefix)
         self.mapping = mapping
         self._safe = safe_private()

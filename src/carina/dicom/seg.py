@@ -248,3 +248,46 @@ def read_segmentation(path: str | Path | Dataset, labels: LabelSet | None = None
     else:
         label_set = LabelSet(Label(v, n) for v, n in mapping.values())
     return LabelMap(result, geometry, modality="SEG", labels=label_set)
+
+
+#: SOP classes of segmentations: binary/fractional SEG and label-map SEG.
+SEG_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7"})
+
+
+def referenced_series(ds: Dataset) -> set[str]:
+    """The image series a SEG segments (ReferencedSeriesSequence, else its source images)."""
+    found = {
+        str(item.SeriesInstanceUID)
+        for item in ds.get("ReferencedSeriesSequence", [])
+        if "SeriesInstanceUID" in item
+    }
+    if not found:
+        for item in ds.get("SourceImageSequence", []):
+            if "SeriesInstanceUID" in item:
+                found.add(str(item.SeriesInstanceUID))
+    return found
+
+
+def segment_labels(ds: Dataset) -> LabelSet:
+    """The labels of a SEG's segments as :func:`read_segmentation` numbers them, with their
+    recommended display colours and property type codes (from the header alone)."""
+    labels: dict[int, Label] = {}
+    for desc in ds.get("SegmentSequence", []):
+        number = int(desc.SegmentNumber)
+        if number == 0:
+            continue
+        value, name = _label_of(desc, number)
+        color = (255, 0, 0)
+        lab = desc.get("RecommendedDisplayCIELabValue")
+        if lab is not None:
+            rgb = hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in lab)).to_rgb()
+            color = (int(rgb[0]), int(rgb[1]), int(rgb[2]))
+        code = None
+        types = desc.get("SegmentedPropertyTypeCodeSequence")
+        if types:
+            item = types[0]
+            code = Code(
+                str(item.CodeValue), str(item.CodingSchemeDesignator), str(item.CodeMeaning)
+            )
+        labels[value] = Label(value, name.strip() or f"segment {number}", color, code)
+    return LabelSet(labels.values())

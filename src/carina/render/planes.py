@@ -144,3 +144,119 @@ def reformat(
         row_direction=(float(row[0]), float(row[1]), float(row[2])),
         thickness_mm=float(n_slab * slice_step) if n_slab > 1 else 0.0,
     )
+
+
+#: The LPS axis (0 x, 1 y, 2 z) along which ``index`` counts the planes of each standard view:
+#: axial from inferior to superior, coronal from anterior to posterior, sagittal from the
+#: patient's right to left.
+_POSITION_AXIS: dict[Plane, int] = {Plane.AXIAL: 2, Plane.CORONAL: 1, Plane.SAGITTAL: 0}
+
+
+@dataclass(frozen=True, eq=False)
+class View:
+    """A standard plane (or slab) as displayed: ``array[row, column]`` with its pixel size."""
+
+    array: npt.NDArray[Any]
+    row_spacing: float  # mm between rows
+    column_spacing: float  # mm between columns
+    index: int
+    count: int
+
+
+def _world_step(geometry: Geometry, axis: int) -> float:
+    """The distance between voxel planes of ``geometry`` along an LPS axis, in mm."""
+    along = np.abs(np.linalg.inv(geometry.affine[:3, :3])[:, axis])
+    return 1.0 / float(along.max())
+
+
+def plane_count(geometry: Geometry, plane: Plane | str) -> int:
+    """How many planes of a standard view ``index`` may select (one per voxel step)."""
+    axis = _POSITION_AXIS[Plane(plane)]
+    coords = geometry.corners()[:, axis]
+    extent = float(coords.max() - coords.min())
+    return int(np.floor(extent / _world_step(geometry, axis) + 1e-3)) + 1
+
+
+def _aligned_axis(geometry: Geometry, world: npt.NDArray[np.float64]) -> tuple[int, int] | None:
+    """The array axis (and its sign) running along a world direction, if one does."""
+    direction = geometry.affine[:3, :3] / np.linalg.norm(geometry.affine[:3, :3], axis=0)
+    dots = direction.T @ world
+    axis = int(np.argmax(np.abs(dots)))
+    if abs(dots[axis]) < 1 - 1e-4:
+        return None
+    return axis, 1 if dots[axis] > 0 else -1
+
+
+def _project(block: npt.NDArray[Any], axis: int, mode: Projection) -> npt.NDArray[Any]:
+    out: npt.NDArray[Any]
+    if block.shape[axis] == 1:
+        out = np.take(block, 0, axis=axis)
+    elif mode is Projection.MAX:
+        out = block.max(axis=axis)
+    elif mode is Projection.MIN:
+        out = block.min(axis=axis)
+    else:
+        out = block.mean(axis=axis, dtype=np.float32)
+    return out
+
+
+def view(
+    volume: Volume,
+    plane: Plane | str = Plane.AXIAL,
+    index: int | None = None,
+    *,
+    slab_mm: float = 0.0,
+    projection: Projection | str = Projection.MEAN,
+) -> View:
+    """Plane ``index`` of a standard view (the middle one by default), or a slab of ``slab_mm``
+    centred on it projected with ``projection``, in radiological display orientation.
+
+    Volumes whose axes run along the patient axes are sliced directly (fast, no interpolation);
+    others are resampled in patient space through :func:`reformat`. Rows and columns may have
+    different spacings: see :func:`carina.render.window.resize_to_spacing`.
+    """
+    plane = Plane(plane)
+    mode = Projection(projection)
+    g = volume.geometry
+    count = plane_count(g, plane)
+    index = count // 2 if index is None else index
+    if not 0 <= index < count:
+        raise GeometryError(f"{plane.value} index must be in [0, {count - 1}], got {index}")
+    if slab_mm < 0:
+        raise GeometryError(f"slab thickness must not be negative, got {slab_mm}")
+    col_dir, row_dir = (np.asarray(v, dtype=np.float64) for v in _PLANE_AXES[plane])
+    position = np.zeros(3)
+    position[_POSITION_AXIS[plane]] = 1.0
+    found = [_aligned_axis(g, v) for v in (col_dir, row_dir, position)]
+    if any(f is None for f in found) or len({f[0] for f in found if f}) != 3:
+        return _resampled_view(volume, plane, index, count, slab_mm, mode)
+    (ca, cs), (ra, rs), (pa, ps) = (f for f in found if f is not None)
+    spacing = g.spacing
+    n_slab = max(1, round(slab_mm / spacing[pa])) if slab_mm > 0 else 1
+    at = index if ps > 0 else g.shape[pa] - 1 - index
+    lo = max(0, at - (n_slab - 1) // 2)
+    hi = min(g.shape[pa], lo + n_slab)
+    block = np.take(np.asarray(volume.array), np.arange(lo, hi), axis=pa)
+    flat = _project(block, pa, mode)
+    # the two remaining axes, in array order, become (row, column)
+    remaining = [a for a in range(3) if a != pa]
+    image = flat if remaining.index(ra) == 0 else flat.T
+    if rs < 0:
+        image = image[::-1, :]
+    if cs < 0:
+        image = image[:, ::-1]
+    return View(np.ascontiguousarray(image), spacing[ra], spacing[ca], index, count)
+
+
+def _resampled_view(
+    volume: Volume, plane: Plane, index: int, count: int, slab_mm: float, mode: Projection
+) -> View:
+    g = volume.geometry
+    axis = _POSITION_AXIS[plane]
+    center = volume_center(g)
+    center[axis] = g.corners()[:, axis].min() + index * _world_step(g, axis)
+    section = reformat(
+        volume, plane, center=[float(c) for c in center], slab_mm=slab_mm, projection=mode
+    )
+    step = section.pixel_spacing
+    return View(section.array, step, step, index, count)

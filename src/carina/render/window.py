@@ -83,3 +83,25 @@ def encode(image: npt.NDArray[Any], fmt: str = "png", quality: int = 90) -> byte
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format=pil_format, **options)
     return buffer.getvalue()
+
+
+def resize_to_spacing(
+    image: npt.NDArray[np.uint8],
+    row_spacing: float,
+    column_spacing: float,
+    max_edge: int | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Resample an 8-bit image so that its pixels are square (the finer spacing of the two),
+    then shrink it (never enlarge) so that its longer edge is at most ``max_edge`` pixels."""
+    rows, cols = image.shape[:2]
+    step = min(row_spacing, column_spacing)
+    height, width = rows * row_spacing / step, cols * column_spacing / step
+    if max_edge is not None and max(height, width) > max_edge:
+        scale = max_edge / max(height, width)
+        height, width = height * scale, width * scale
+    size = (max(1, round(width)), max(1, round(height)))
+    if size == (cols, rows):
+        return image
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize(size, Image.Resampling.BILINEAR)
+    out: npt.NDArray[np.uint8] = np.asarray(resized, dtype=np.uint8)
+    return out

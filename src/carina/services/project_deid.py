@@ -21,7 +21,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pydicom
@@ -37,11 +37,13 @@ from carina.deid import (
     burned_in_risk,
     options_for,
 )
+from carina.deid.browser import BrowserPseudonymizer
 
 POLICY_FILE = "deid-policy.json"
 SECRET_FILE = "deid.secret"
 MAPPING_FILE = "pseudonyms.map"
 LOCK_FILE = ".deid.lock"
+DERIVATIONS = ("browser", "keyed")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ class DeidPolicy:
     profile: str = "basic"
     options: tuple[str, ...] = ()
     edition: str = PROFILE_EDITION
+    # how replacements are derived: "browser" (the derivations a browser of the project uses,
+    # see carina.deid.browser) or "keyed" (HMAC of the secret; policies set before "browser")
+    derivation: str = "browser"
 
 
 def project_dir(data_dir: Path, project: str) -> Path:
@@ -69,12 +74,18 @@ def load_policy(data_dir: Path, project: str) -> DeidPolicy:
         profile=str(data["profile"]),
         options=tuple(data.get("options", ())),
         edition=PROFILE_EDITION,
+        derivation=str(data.get("derivation", "keyed")),
     )
 
 
 def save_policy(data_dir: Path, project: str, policy: DeidPolicy) -> DeidPolicy:
     """Validate and store a policy; the project secret is created on first use."""
     options_for(policy.profile, policy.options)  # raises ConfigurationError when unknown
+    if policy.derivation not in DERIVATIONS:
+        raise ConfigurationError(f"unknown derivation {policy.derivation!r}")
+    if (project_dir(data_dir, project) / POLICY_FILE).exists():
+        # pseudonyms already given out stay valid: a project keeps its derivation
+        policy = replace(policy, derivation=load_policy(data_dir, project).derivation)
     folder = project_dir(data_dir, project)
     ensure_secret(data_dir, project)
     path = folder / POLICY_FILE
@@ -135,7 +146,9 @@ def deidentify_items(
     done: list[tuple[str | None, bytes]] = []
     failed: list[tuple[str | None, str]] = []
     with _locked_mapping(data_dir, project) as mapping:
-        deidentifier = Deidentifier(_secret(data_dir, project), options, mapping=mapping)
+        secret = _secret(data_dir, project)
+        pseudonymizer = BrowserPseudonymizer(secret) if policy.derivation == "browser" else None
+        deidentifier = Deidentifier(secret, options, mapping=mapping, pseudonymizer=pseudonymizer)
         for source, data in items:
             try:
                 ds = pydicom.dcmread(io.BytesIO(data), force=True)

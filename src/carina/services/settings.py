@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     or, with ``jobs_scheduler`` (``tcp://host:8786``), on the workers of that scheduler. With
     ``jobs_workers`` 0 and no scheduler the server runs no jobs: they are recorded and wait for a
     server that does.
+
+    ``viewer_cache_bytes`` bounds the memory of the series the viewer routes keep loaded.
     """
 
     model_config = SettingsConfigDict(
@@ -60,6 +62,7 @@ class Settings(BaseSettings):
     jobs_workers: int = Field(default=1, ge=0)
     jobs_scheduler: str | None = None
     web_dir: Path = DEFAULT_WEB_DIR
+    viewer_cache_bytes: int = Field(default=2 * 1024**3, ge=0)
 
     @property
     def tls(self) -> bool:
@@ -87,6 +90,7 @@ class Settings(BaseSettings):
             "CARINA_LOGIN_WINDOW_S": str(self.login_window_s),
             "CARINA_JOBS_WORKERS": str(self.jobs_workers),
             "CARINA_WEB_DIR": str(self.web_dir),
+            "CARINA_VIEWER_CACHE_BYTES": str(self.viewer_cache_bytes),
         }
         if self.secret_key is not None:
             env["CARINA_SECRET_KEY"] = self.secret_key.get_secret_value()

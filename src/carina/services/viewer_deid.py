@@ -33,6 +33,7 @@ def browser_rules(data_dir: Path, project: str) -> dict[str, Any]:
         "version": policy.edition.split()[2] if len(policy.edition.split()) > 2 else "",
         "edition": policy.edition,
         "enabled": policy.enabled,
+        "derivation": policy.derivation,
         "options": list(options.active()),
         **resolved_rules(options),
         "salt": salt,

@@ -1,12 +1,103 @@
-import type { AppContext } from "../main";
+// A study: its series as thumbnails (server-rendered), and the viewer on the chosen series.
+import { tagValue, type DicomJson } from "../api/client";
 import { h } from "../dom";
+import type { AppContext } from "../main";
+import { mountSegmentationPanel } from "../viewer/segmentations";
+import { loadSeries } from "../viewer/series";
+import { LAYOUTS, Viewer, type Layout } from "../viewer/viewer";
 
-export function mountStudy(
+declare global {
+  interface Window {
+    /** The open viewer (automation hook for the browser tests). */
+    carinaViewer?: Viewer;
+  }
+}
+
+export async function mountStudy(
   container: HTMLElement,
-  _ctx: AppContext,
-  _project: string,
+  ctx: AppContext,
+  project: string,
   study: string,
-  _query: URLSearchParams,
-): void {
-  container.append(h("h2", {}, `Study ${study}`));
+  query: URLSearchParams,
+): Promise<() => void> {
+  const list = h("div", { class: "series-list", "data-testid": "series-list" });
+  const stage = h("div", { class: "stage", "data-testid": "stage" });
+  const title = h("h2", { "data-testid": "study-title" }, "Study");
+  const back = h("a", { href: `/p/${encodeURIComponent(project)}`, "data-link": "" }, "‹ Worklist");
+  container.append(h("div", { class: "row" }, back, title), h("div", { class: "study" }, list, stage));
+  let viewer: Viewer | null = null;
+  let disposed = false;
+
+  const studies = await ctx.api.qido(project, "studies", { StudyInstanceUID: study });
+  const info = studies[0];
+  if (info) {
+    title.textContent = [tagValue(info, "00100010"), tagValue(info, "00080020"), tagValue(info, "00081030")]
+      .filter(Boolean)
+      .join(" · ");
+  }
+  const series: DicomJson[] = await ctx.api.qido(project, `studies/${study}/series`);
+  series.sort((a, b) => Number(tagValue(a, "00200011", "0")) - Number(tagValue(b, "00200011", "0")));
+  const root = ctx.api.dicomweb(project);
+
+  const open = async (uid: string) => {
+    viewer?.destroy();
+    viewer = null;
+    window.carinaViewer = undefined;
+    for (const card of list.querySelectorAll<HTMLElement>("[data-series]")) {
+      card.classList.toggle("selected", card.dataset.series === uid);
+    }
+    const params = new URLSearchParams(location.search);
+    params.set("series", uid);
+    history.replaceState(null, "", `${location.pathname}?${params}`);
+    stage.replaceChildren(h("p", { "data-testid": "viewer-loading" }, "Loading series…"));
+    try {
+      const loaded = await loadSeries(ctx.api, project, study, uid);
+      if (disposed) return;
+      stage.replaceChildren();
+      const requested = (new URLSearchParams(location.search).get("layout") ?? "1x1") as Layout;
+      viewer = await Viewer.create(stage, loaded, {
+        layout: requested in LAYOUTS ? requested : "1x1",
+        onLayoutChange: (layout) => {
+          const search = new URLSearchParams(location.search);
+          search.set("layout", layout);
+          history.replaceState(null, "", `${location.pathname}?${search}`);
+        },
+      });
+      window.carinaViewer = viewer;
+      void mountSegmentationPanel(viewer.side, viewer, project);
+    } catch (error) {
+      stage.replaceChildren(h("p", { class: "error", "data-testid": "viewer-error" }, `Cannot show the series: ${String(error)}`));
+    }
+  };
+
+  for (const item of series) {
+    const uid = tagValue(item, "0020000E");
+    const modality = tagValue(item, "00080060");
+    const count = tagValue(item, "00201209");
+    const card = h(
+      "button",
+      { type: "button", class: "series-card", "data-series": uid, "data-modality": modality },
+      h("img", {
+        src: `${root}/studies/${study}/series/${uid}/thumbnail?viewport=128,128`,
+        alt: `${modality} series ${tagValue(item, "00200011")}`,
+        loading: "lazy",
+        width: "128",
+        height: "128",
+      }),
+      h("span", {}, `${modality} #${tagValue(item, "00200011")} ${tagValue(item, "0008103E")}`),
+      h("span", { class: "muted" }, `${count} images`),
+    );
+    card.addEventListener("click", () => void open(uid));
+    list.append(card);
+  }
+  const wanted = query.get("series");
+  const first = series.find((s) => tagValue(s, "0020000E") === wanted) ?? series.find((s) => tagValue(s, "00080060") !== "SEG");
+  if (first) void open(tagValue(first, "0020000E"));
+  else stage.replaceChildren(h("p", {}, "The study has no image series."));
+
+  return () => {
+    disposed = true;
+    viewer?.destroy();
+    window.carinaViewer = undefined;
+  };
 }

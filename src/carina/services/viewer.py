@@ -1,0 +1,344 @@
+"""The web viewer's server side: stored series as volumes (cached), rendered planes, and the
+segmentations of a series as label maps and meshes on its grid.
+
+Stored series are loaded with :func:`carina.dicom.load_series` (slices sorted along their
+normal) and kept in a least-recently-used cache bounded by bytes, so that paging through the
+planes of a large series loads it once.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from sqlalchemy import func, select
+
+from carina.archive import Archive
+from carina.archive.archive import StoredInstance
+from carina.core.errors import ConfigurationError, NotFoundError
+from carina.core.volume import LabelMap, Volume
+from carina.db import Instance, Series, Study
+from carina.dicom import load_series, scan_files
+from carina.dicom.seg import (
+    SEG_SOP_CLASSES,
+    read_segmentation,
+    referenced_series,
+    segment_labels,
+)
+from carina.imaging import resample_to_geometry
+from carina.render import (
+    Plane,
+    Projection,
+    apply_window,
+    auto_window,
+    encode,
+    label_meshes,
+    plane_count,
+    resize_to_spacing,
+    view,
+    window_for,
+)
+from carina.render.window import Window
+
+DEFAULT_CACHE_BYTES = 2 * 1024**3
+MODES: dict[str, Projection] = {
+    "mip": Projection.MAX,
+    "minip": Projection.MIN,
+    "avg": Projection.MEAN,
+}
+FORMATS = ("png", "jpeg")
+
+
+class ByteLRU:
+    """A least-recently-used cache of values with a size, bounded by their total size.
+
+    A value larger than the bound is returned but not kept. Loading is done once per key even
+    when several threads ask at the same time.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[Any, threading.Lock] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return sum(n for _, n in self._items.values())
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def _get(self, key: Any) -> tuple[bool, Any]:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return True, self._items[key][0]
+            return False, None
+
+    def get(self, key: Any, load: Callable[[], tuple[Any, int]]) -> Any:
+        """The cached value of ``key``, or ``load()`` (value, size in bytes) kept for next time."""
+        found, value = self._get(key)
+        if found:
+            return value
+        with self._lock:
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            found, value = self._get(key)
+            if found:
+                return value
+            value, size = load()
+            with self._lock:
+                self.misses += 1
+                self._loading.pop(key, None)
+                if size <= self.max_bytes:
+                    self._items[key] = (value, size)
+                    total = sum(n for _, n in self._items.values())
+                    while total > self.max_bytes:
+                        _, (_, dropped) = self._items.popitem(last=False)
+                        total -= dropped
+            return value
+
+
+def stored_series(archive: Archive, study: str, series: str) -> Volume:
+    """The volume of a stored image series (NotFoundError when the archive lacks it)."""
+    instances = archive.instances(study, series)
+    paths = [archive.store.absolute(i.path) for i in instances]
+    found = [s for s in scan_files(paths).series if s.series_instance_uid == series]
+    if len(found) != 1:
+        raise ConfigurationError(f"series {series} cannot be read as one image series")
+    return load_series(found[0]).volume
+
+
+def instance_count(archive: Archive, study: str, series: str) -> int:
+    """How many instances the archive holds of a series (NotFoundError when none)."""
+    query = (
+        select(func.count(Instance.id))
+        .join(Series, Instance.series_pk == Series.id)
+        .join(Study, Series.study_pk == Study.id)
+        .where(Study.study_instance_uid == study, Series.series_instance_uid == series)
+    )
+    with archive.session() as session:
+        count = int(session.scalar(query) or 0)
+    if count == 0:
+        raise NotFoundError("no such study, series or instance")
+    return count
+
+
+def cached_series(cache: ByteLRU, archive: Archive, study: str, series: str) -> Volume:
+    """:func:`stored_series` through ``cache`` (keyed by the series and its instance count, so
+    that instances added later are seen)."""
+    count = instance_count(archive, study, series)
+
+    def load() -> tuple[Volume, int]:
+        volume = stored_series(archive, study, series)
+        return volume, int(volume.array.nbytes)
+
+    volume: Volume = cache.get(("volume", study, series, count), load)
+    return volume
+
+
+def default_window(volume: Volume) -> Window:
+    """The window a viewer opens a volume with: abdomen for CT, else the 1-99th percentile."""
+    if volume.modality == "CT":
+        return window_for("abdomen")
+    array = np.asarray(volume.array)
+    step = max(1, array.size // 1_000_000)
+    return auto_window(array.reshape(-1)[::step])
+
+
+def volume_info(volume: Volume) -> dict[str, Any]:
+    """Shape, spacing and affine of a volume in (slice k, row j, column i) order."""
+    g = volume.geometry
+    window = default_window(volume)
+    return {
+        "shape": list(reversed(g.shape)),
+        "spacing": [float(s) for s in reversed(g.spacing)],
+        "affine": np.asarray(g.affine)[:, [2, 1, 0, 3]].tolist(),
+        "modality": volume.modality or "",
+        "bytes": int(volume.array.nbytes),
+        "window": [window.center, window.width],
+        "planes": {p.value: plane_count(g, p) for p in Plane},
+        "orientation": "LPS",
+    }
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Parameters of a rendered plane, checked (ConfigurationError when invalid)."""
+
+    plane: Plane = Plane.AXIAL
+    index: int | None = None
+    slab_mm: float = 0.0
+    mode: Projection = Projection.MEAN
+    window: Window | None = None
+    fmt: str = "png"
+    size: int | None = None
+
+    @classmethod
+    def parse(
+        cls,
+        plane: str | None = None,
+        index: str | None = None,
+        slab: str | None = None,
+        mode: str | None = None,
+        window: str | None = None,
+        fmt: str | None = None,
+        size: str | None = None,
+    ) -> RenderRequest:
+        try:
+            chosen_plane = Plane(plane or "axial")
+        except ValueError:
+            raise ConfigurationError("plane must be axial, coronal or sagittal") from None
+        if (mode or "avg") not in MODES:
+            raise ConfigurationError("mode must be mip, minip or avg")
+        fmt = (fmt or "png").lower()
+        fmt = "jpeg" if fmt == "jpg" else fmt
+        if fmt not in FORMATS:
+            raise ConfigurationError("format must be png or jpeg")
+        try:
+            at = int(index) if index is not None else None
+            thickness = float(slab) if slab is not None else 0.0
+            edge = int(size) if size is not None else None
+            chosen_window = None
+            if window is not None:
+                center, width = (float(v) for v in window.split(","))
+                if not (np.isfinite(center) and np.isfinite(width) and width >= 1):
+                    raise ConfigurationError("window center must be finite, width at least 1")
+                chosen_window = Window(center, width)
+        except ValueError:
+            raise ConfigurationError(
+                "index and size are integers, slab a number of mm, window is center,width"
+            ) from None
+        if not (np.isfinite(thickness) and 0 <= thickness <= 1000):
+            raise ConfigurationError("slab must be between 0 and 1000 mm")
+        if edge is not None and not 16 <= edge <= 8192:
+            raise ConfigurationError("size must be between 16 and 8192 pixels")
+        return cls(chosen_plane, at, thickness, MODES[mode or "avg"], chosen_window, fmt, edge)
+
+
+def render(volume: Volume, request: RenderRequest) -> bytes:
+    """The encoded picture of a plane or slab, square pixels, radiological orientation."""
+    shown = view(
+        volume, request.plane, request.index, slab_mm=request.slab_mm, projection=request.mode
+    )
+    grey = apply_window(shown.array, request.window or default_window(volume))
+    image = resize_to_spacing(grey, shown.row_spacing, shown.column_spacing, request.size)
+    return encode(image, request.fmt)
+
+
+# -- segmentations -------------------------------------------------------------------------------
+
+
+def _header(archive: Archive, instance: StoredInstance, pixels: bool = False) -> Dataset:
+    return pydicom.dcmread(io.BytesIO(archive.read(instance)), stop_before_pixels=not pixels)
+
+
+def segmentations(archive: Archive, study: str, series: str) -> list[dict[str, Any]]:
+    """The SEG series of ``study`` that segment the image series ``series`` (first instance of
+    each SEG series), with their labels."""
+    archive.instances(study, series)  # NotFoundError for an unknown series
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for instance in archive.instances(study):
+        if instance.sop_class_uid not in SEG_SOP_CLASSES or instance.series_instance_uid in seen:
+            continue
+        ds = _header(archive, instance)
+        if series not in referenced_series(ds):
+            continue
+        seen.add(instance.series_instance_uid)
+        labels = [
+            {
+                "value": label.value,
+                "name": label.name,
+                "color": list(label.color),
+                "code": (
+                    {
+                        "value": label.code.value,
+                        "scheme": label.code.scheme,
+                        "meaning": label.code.meaning,
+                    }
+                    if label.code
+                    else None
+                ),
+            }
+            for label in segment_labels(ds)
+        ]
+        out.append(
+            {
+                "series": instance.series_instance_uid,
+                "sop_instance_uid": instance.sop_instance_uid,
+                "description": str(ds.get("SeriesDescription", "") or ""),
+                "labels": labels,
+            }
+        )
+    return out
+
+
+def labelmap(
+    cache: ByteLRU, archive: Archive, study: str, series: str, seg_series: str
+) -> LabelMap:
+    """The label map of a SEG series on the grid of the image series it segments."""
+    instances = archive.instances(study, seg_series)
+    first = instances[0]
+    if first.sop_class_uid not in SEG_SOP_CLASSES:
+        raise NotFoundError(f"series {seg_series} is not a segmentation")
+    if series not in referenced_series(_header(archive, first)):
+        raise NotFoundError(f"segmentation {seg_series} does not segment series {series}")
+    image = cached_series(cache, archive, study, series)
+
+    def load() -> tuple[LabelMap, int]:
+        seg = read_segmentation(_header(archive, first, pixels=True))
+        if not seg.geometry.same_grid(image.geometry, atol=1e-3):
+            resampled = resample_to_geometry(seg, image.geometry)
+            assert isinstance(resampled, LabelMap)
+            seg = resampled
+        return seg, int(seg.array.nbytes)
+
+    result: LabelMap = cache.get(
+        ("labelmap", study, series, seg_series, first.sop_instance_uid), load
+    )
+    return result
+
+
+def labelmap_bytes(labels: LabelMap) -> tuple[bytes, str]:
+    """The label values in C order (slice k, row j, column i) and their dtype name."""
+    array = np.asarray(labels.array)
+    dtype = np.uint8 if int(array.max(initial=0)) <= 255 else np.uint16
+    ordered = np.ascontiguousarray(array.transpose(2, 1, 0), dtype=dtype)
+    return ordered.tobytes(), np.dtype(dtype).name
+
+
+def kji_affine(labels: Volume) -> list[float]:
+    """The 16 numbers (row-major) of the index (k, j, i) to LPS affine of a volume."""
+    return [float(v) for v in np.asarray(labels.geometry.affine)[:, [2, 1, 0, 3]].reshape(-1)]
+
+
+def mesh_stl(
+    cache: ByteLRU, archive: Archive, study: str, series: str, seg_series: str, value: int
+) -> bytes:
+    """A binary STL of one label of a segmentation, in LPS millimetres (cached)."""
+    labels = labelmap(cache, archive, study, series, seg_series)
+    if value not in labels.present_values():
+        raise NotFoundError(f"label {value} is not in segmentation {seg_series}")
+
+    def load() -> tuple[bytes, int]:
+        (mesh,) = label_meshes(labels, [value])
+        data = mesh.as_trimesh().export(file_type="stl")
+        assert isinstance(data, bytes)
+        return data, len(data)
+
+    stl: bytes = cache.get(("mesh", study, series, seg_series, value), load)
+    return stl

@@ -1,0 +1,155 @@
+"""The viewer in a real browser on the real lung CT (30 slices of 512x512, 8 mm).
+
+The series is stored through STOW-RS; the browser signs in, finds it in the worklist, opens it,
+and the test checks what the screenshots show against the pixel data read here with pydicom.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+
+from .conftest import PROJECT, WebServer, run_e2e
+
+
+def _stow(server: WebServer, files: list[Path]) -> dict[str, Any]:
+    boundary = f"carina-{uuid.uuid4().hex}"
+    body = b"".join(
+        f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode()
+        + path.read_bytes()
+        + b"\r\n"
+        for path in files
+    )
+    body += f"--{boundary}--\r\n".encode()
+    with server.client() as client:
+        response = client.post(
+            f"/projects/{PROJECT}/dicom-web/studies",
+            content=body,
+            headers={
+                "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+                "Accept": "application/dicom+json",
+            },
+        )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _hu(ds: pydicom.Dataset) -> np.ndarray:
+    slope = float(getattr(ds, "RescaleSlope", 1))
+    intercept = float(getattr(ds, "RescaleIntercept", 0))
+    return np.asarray(ds.pixel_array, dtype=np.float64) * slope + intercept
+
+
+def _box_mean(image: np.ndarray, size: int) -> np.ndarray:
+    """The mean over a size x size box around every pixel (edges: valid part only)."""
+    padded = np.pad(image, size // 2, mode="edge")
+    integral = padded.cumsum(0).cumsum(1)
+    integral = np.pad(integral, ((1, 0), (1, 0)))
+    rows, cols = image.shape
+    total = (
+        integral[size : size + rows, size : size + cols]
+        - integral[:rows, size : size + cols]
+        - integral[size : size + rows, :cols]
+        + integral[:rows, :cols]
+    )
+    return np.asarray(total / (size * size))
+
+
+@pytest.fixture(scope="module")
+def lung_ct(shared_data: Path, web_server: WebServer) -> dict[str, Any]:
+    files = sorted((shared_data / "lung_ct_tumor_boxes" / "ct_dicom").glob("*.dcm"))
+    assert len(files) == 30
+    stored = _stow(web_server, files)
+    assert len(stored["00081199"]["Value"]) == 30
+    datasets = [pydicom.dcmread(path) for path in files]
+    normal = np.cross(
+        np.asarray(datasets[0].ImageOrientationPatient[:3], dtype=float),
+        np.asarray(datasets[0].ImageOrientationPatient[3:], dtype=float),
+    )
+    datasets.sort(key=lambda ds: float(np.dot(normal, np.asarray(ds.ImagePositionPatient, float))))
+    middle = datasets[len(datasets) // 2]  # the slice the stack viewport opens on
+    hu = _hu(middle)
+    smooth = _box_mean(hu, 15)
+    rows, cols = hu.shape
+    # a lung point: the darkest smoothed spot in the middle band of the chest
+    band = smooth[rows // 3 : 2 * rows // 3, cols // 5 : 4 * cols // 5]
+    r, c = np.unravel_index(np.argmin(band), band.shape)
+    lung = (int(c + cols // 5), int(r + rows // 3))
+    # a mediastinum point: soft tissue (0..100 HU, smoothed) nearest the image centre
+    soft = (smooth > 0) & (smooth < 100)
+    rr, cc = np.nonzero(soft[rows // 3 : 2 * rows // 3, 2 * cols // 5 : 3 * cols // 5])
+    nearest = np.argmin((rr + rows // 3 - rows / 2) ** 2 + (cc + 2 * cols // 5 - cols / 2) ** 2)
+    mediastinum = (int(cc[nearest] + 2 * cols // 5), int(rr[nearest] + rows // 3))
+    # an ROI: the ellipse tool is drawn from its centre (the lung point) to a corner of its
+    # bounding box: semi-axes of 15 and 10 pixels
+    roi = [[lung[0], lung[1]], [lung[0] + 15, lung[1] + 10]]
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    inside = ((xx - lung[0]) / 15) ** 2 + ((yy - lung[1]) / 10) ** 2 <= 1
+    return {
+        "study": str(middle.StudyInstanceUID),
+        "patient": str(middle.PatientName),
+        "spacing": [float(v) for v in middle.PixelSpacing],  # row, column spacing (mm)
+        "lung": lung,
+        "lung_hu": float(smooth[lung[1], lung[0]]),
+        "mediastinum": mediastinum,
+        "mediastinum_hu": float(smooth[mediastinum[1], mediastinum[0]]),
+        "roi": roi,
+        "roi_mean": float(hu[inside].mean()),
+        "roi_area": float(np.pi * 15 * 10 * float(middle.PixelSpacing[0] * middle.PixelSpacing[1])),
+    }
+
+
+def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]) -> None:
+    # the sample points are what they claim to be, in the data itself
+    assert lung_ct["lung_hu"] < -600
+    assert 0 < lung_ct["mediastinum_hu"] < 100
+    length_points = [[100, 256], [400, 256]]  # 300 columns apart on one row
+    result = run_e2e(
+        web_server,
+        "viewer.mjs",
+        {
+            "study": lung_ct["study"],
+            "lung": lung_ct["lung"],
+            "mediastinum": lung_ct["mediastinum"],
+            "length": length_points,
+            "roi": lung_ct["roi"],
+        },
+        timeout=300,
+    )
+    assert result["pageErrors"] == []
+    assert result["patient"] == lung_ct["patient"]
+    assert result["thumbnails"] == [True]
+    assert result["stack"]["index"] == 15
+
+    stack = result["stack"]
+    # not blank, and in a lung window the lung is dark and the mediastinum bright
+    assert stack["default"]["std"] > 20
+    lung_grey, mediastinum_grey = stack["lung"]["at"]
+    assert lung_grey < 110
+    assert mediastinum_grey > 200
+    # presets change the pixels: in a bone window the mediastinum goes dark too
+    assert stack["lungVsDefault"] > 5
+    assert stack["boneVsLung"] > 5
+    assert stack["bone"]["at"][1] < mediastinum_grey - 60
+
+    # 300 columns at the real column spacing, within 1 mm
+    expected = 300 * lung_ct["spacing"][1]
+    assert result["length"] == pytest.approx(expected, abs=1.0)
+    # the ROI's mean HU is the mean of the same ellipse in the data (which edge pixels count
+    # differs: Cornerstone includes a few more of them)
+    assert result["roi"]["mean"] == pytest.approx(lung_ct["roi_mean"], abs=40)
+    assert result["roi"]["area"] == pytest.approx(lung_ct["roi_area"], rel=0.1)
+
+    for kind in ("axial", "sagittal", "coronal", "3d"):
+        assert result["views"][kind]["std"] > 10, kind
+    # the MIP slab is brighter than the thin plane it replaces
+    assert result["mip"]["slab"] == "mip:40"
+    assert result["mip"]["vsThin"] > 2
+    assert result["mip"]["stats"]["mean"] > result["views"]["axial"]["mean"]
+    assert result["volume"]["presetDifference"] > 2

@@ -1,0 +1,43 @@
+// One-time initialisation of Cornerstone3D (core, tools, DICOM image loader).
+import { init as coreInit } from "@cornerstonejs/core";
+import { init as dicomLoaderInit } from "@cornerstonejs/dicom-image-loader";
+import {
+  AngleTool,
+  BidirectionalTool,
+  CrosshairsTool,
+  EllipticalROITool,
+  LengthTool,
+  PanTool,
+  StackScrollTool,
+  TrackballRotateTool,
+  WindowLevelTool,
+  ZoomTool,
+  addTool,
+  init as toolsInit,
+} from "@cornerstonejs/tools";
+
+let ready: Promise<void> | null = null;
+
+export function initCornerstone(): Promise<void> {
+  ready ??= (async () => {
+    coreInit();
+    // same-origin requests carry the session cookie: nothing to add to the loader's requests
+    dicomLoaderInit({ maxWebWorkers: Math.max(1, Math.min(2, navigator.hardwareConcurrency - 1)) });
+    toolsInit();
+    for (const tool of [
+      WindowLevelTool,
+      PanTool,
+      ZoomTool,
+      StackScrollTool,
+      LengthTool,
+      AngleTool,
+      EllipticalROITool,
+      BidirectionalTool,
+      CrosshairsTool,
+      TrackballRotateTool,
+    ]) {
+      addTool(tool);
+    }
+  })();
+  return ready;
+}

@@ -1,0 +1,558 @@
+// The viewer: layouts of stack, MPR, slab and 3D viewports on one series, window presets,
+// navigation and measurement tools. Measured values are listed in the DOM.
+import {
+  Enums,
+  RenderingEngine,
+  cache,
+  eventTarget,
+  utilities,
+  volumeLoader,
+  type Types,
+} from "@cornerstonejs/core";
+import {
+  AngleTool,
+  BidirectionalTool,
+  CrosshairsTool,
+  EllipticalROITool,
+  Enums as ToolEnums,
+  LengthTool,
+  PanTool,
+  StackScrollTool,
+  ToolGroupManager,
+  TrackballRotateTool,
+  WindowLevelTool,
+  ZoomTool,
+  annotation,
+  segmentation,
+  type Types as ToolTypes,
+} from "@cornerstonejs/tools";
+import { h } from "../dom";
+import { applySegmentation, type LoadedSegmentation } from "./segmentations";
+import type { LoadedSeries } from "./series";
+import { initCornerstone } from "./setup";
+
+export const WINDOW_PRESETS: Record<string, { center: number; width: number }> = {
+  lung: { center: -600, width: 1500 },
+  mediastinum: { center: 40, width: 400 },
+  bone: { center: 400, width: 1800 },
+  brain: { center: 40, width: 80 },
+  abdomen: { center: 60, width: 400 },
+  liver: { center: 60, width: 160 },
+};
+
+export const VOLUME_PRESETS: Record<string, string> = {
+  bone: "CT-Bone",
+  "soft tissue": "CT-Soft-Tissue",
+  lung: "CT-Lung",
+  angio: "CT-AAA",
+};
+
+type CellKind = "stack" | "axial" | "sagittal" | "coronal" | "mip" | "3d";
+export type Layout = "1x1" | "1x2" | "2x2" | "mpr3d";
+export type SlabMode = "none" | "mip" | "minip" | "avg";
+
+export const LAYOUTS: Record<Layout, CellKind[]> = {
+  "1x1": ["stack"],
+  "1x2": ["stack", "mip"],
+  "2x2": ["stack", "axial", "sagittal", "coronal"],
+  mpr3d: ["axial", "sagittal", "coronal", "3d"],
+};
+
+const MEASURE_TOOLS = [LengthTool.toolName, AngleTool.toolName, EllipticalROITool.toolName, BidirectionalTool.toolName];
+const PRIMARY_TOOLS = [
+  WindowLevelTool.toolName,
+  PanTool.toolName,
+  ZoomTool.toolName,
+  ...MEASURE_TOOLS,
+  CrosshairsTool.toolName,
+];
+const TOOL_LABELS: Record<string, string> = {
+  [WindowLevelTool.toolName]: "W/L",
+  [PanTool.toolName]: "Pan",
+  [ZoomTool.toolName]: "Zoom",
+  [LengthTool.toolName]: "Length",
+  [AngleTool.toolName]: "Angle",
+  [EllipticalROITool.toolName]: "ROI",
+  [BidirectionalTool.toolName]: "Bidirectional",
+  [CrosshairsTool.toolName]: "Crosshairs",
+};
+const BLEND: Record<Exclude<SlabMode, "none">, Enums.BlendModes> = {
+  mip: Enums.BlendModes.MAXIMUM_INTENSITY_BLEND,
+  minip: Enums.BlendModes.MINIMUM_INTENSITY_BLEND,
+  avg: Enums.BlendModes.AVERAGE_INTENSITY_BLEND,
+};
+const ORIENTATION: Record<string, Enums.OrientationAxis> = {
+  axial: Enums.OrientationAxis.AXIAL,
+  sagittal: Enums.OrientationAxis.SAGITTAL,
+  coronal: Enums.OrientationAxis.CORONAL,
+  mip: Enums.OrientationAxis.AXIAL,
+};
+
+let counter = 0;
+
+export interface Measurement {
+  uid: string;
+  tool: string;
+  viewport: string;
+  values: Record<string, number>;
+  unit: string;
+  text: string;
+}
+
+export interface ViewerOptions {
+  layout?: Layout;
+  onLayoutChange?: (layout: Layout) => void;
+}
+
+/** A mounted viewer on one series; `destroy()` frees its GPU and cache resources. */
+export class Viewer {
+  readonly root: HTMLElement;
+  readonly grid: HTMLElement;
+  readonly measurementsList: HTMLElement;
+  readonly side: HTMLElement;
+  readonly engine: RenderingEngine;
+  readonly id = `v${++counter}`;
+  readonly volumeId: string;
+  layout: Layout;
+  cells: { kind: CellKind; id: string; element: HTMLDivElement }[] = [];
+  window: { center: number; width: number };
+  windowName = "default";
+  slabMode: SlabMode = "none";
+  slabThickness = 20;
+  volumePreset = "bone";
+  activeTool = WindowLevelTool.toolName;
+  /** Milliseconds the last layout took per phase (shown in data-timings for benchmarks). */
+  timings: Record<string, number> = {};
+  volumeLoaded = false;
+  readonly segmentations: LoadedSegmentation[] = [];
+  private volumePromise: Promise<void> | null = null;
+  private destroyed = false;
+  private readonly listeners: [string, EventListener][] = [];
+  private readonly stackGroupId: string;
+  private readonly volumeGroupId: string;
+  private readonly group3dId: string;
+
+  constructor(
+    container: HTMLElement,
+    readonly series: LoadedSeries,
+    private readonly options: ViewerOptions = {},
+  ) {
+    this.layout = options.layout ?? "1x1";
+    this.window = series.window ?? WINDOW_PRESETS.mediastinum;
+    this.volumeId = `cornerstoneStreamingImageVolume:${this.id}:${series.series}`;
+    this.stackGroupId = `${this.id}-stack`;
+    this.volumeGroupId = `${this.id}-volume`;
+    this.group3dId = `${this.id}-3d`;
+    this.grid = h("div", { class: "viewport-grid", "data-testid": "viewport-grid" });
+    this.measurementsList = h("ul", { class: "measurements", "data-testid": "measurements" });
+    this.side = h("aside", { class: "side" }, h("h3", {}, "Measurements"), this.measurementsList);
+    this.root = h(
+      "div",
+      { class: "viewer", "data-testid": "viewer" },
+      this.toolbar(),
+      h(
+        "div",
+        { class: "viewer-body" },
+        this.grid,
+        this.side,
+      ),
+    );
+    container.append(this.root);
+    this.engine = new RenderingEngine(`${this.id}-engine`);
+    this.setupToolGroups();
+    this.listen(ToolEnums.Events.ANNOTATION_COMPLETED, () => this.refreshMeasurements());
+    this.listen(ToolEnums.Events.ANNOTATION_MODIFIED, () => this.refreshMeasurements());
+    this.listen(ToolEnums.Events.ANNOTATION_REMOVED, () => this.refreshMeasurements());
+  }
+
+  static async create(container: HTMLElement, series: LoadedSeries, options: ViewerOptions = {}): Promise<Viewer> {
+    await initCornerstone();
+    const viewer = new Viewer(container, series, options);
+    await viewer.setLayout(viewer.layout);
+    return viewer;
+  }
+
+  private listen(type: string, handler: EventListener): void {
+    eventTarget.addEventListener(type, handler);
+    this.listeners.push([type, handler]);
+  }
+
+  // -- toolbar ----------------------------------------------------------------------------------
+
+  private toolbar(): HTMLElement {
+    const layout = h(
+      "select",
+      { "data-testid": "layout", "aria-label": "Layout" },
+      ...Object.keys(LAYOUTS).map((name) => h("option", { value: name }, name === "mpr3d" ? "MPR + 3D" : name)),
+    );
+    layout.value = this.layout;
+    layout.addEventListener("change", () => void this.setLayout(layout.value as Layout));
+
+    const presets = h(
+      "select",
+      { "data-testid": "window-preset", "aria-label": "Window" },
+      h("option", { value: "default" }, "Default window"),
+      ...Object.entries(WINDOW_PRESETS).map(([name, w]) => h("option", { value: name }, `${name} ${w.center}/${w.width}`)),
+    );
+    presets.addEventListener("change", () => this.setWindowPreset(presets.value));
+
+    const tools = h("span", { class: "tools" });
+    for (const tool of PRIMARY_TOOLS) {
+      const button = h("button", { type: "button", "data-tool": tool, class: tool === this.activeTool ? "on" : "" }, TOOL_LABELS[tool]);
+      button.addEventListener("click", () => {
+        this.setTool(tool);
+        for (const other of tools.querySelectorAll("button")) other.classList.toggle("on", other === button);
+      });
+      tools.append(button);
+    }
+
+    const slab = h(
+      "select",
+      { "data-testid": "slab-mode", "aria-label": "Slab" },
+      ...(["none", "mip", "minip", "avg"] as SlabMode[]).map((m) =>
+        h("option", { value: m }, m === "none" ? "Thin" : m === "avg" ? "Average" : m === "mip" ? "MIP" : "MinIP"),
+      ),
+    );
+    slab.addEventListener("change", () => void this.setSlab(slab.value as SlabMode, this.slabThickness));
+    const thickness = h("input", {
+      type: "range",
+      min: "2",
+      max: "120",
+      step: "2",
+      value: String(this.slabThickness),
+      "data-testid": "slab-thickness",
+      "aria-label": "Slab thickness (mm)",
+    });
+    const thicknessLabel = h("span", { "data-testid": "slab-thickness-label" }, `${this.slabThickness} mm`);
+    thickness.addEventListener("input", () => {
+      thicknessLabel.textContent = `${thickness.value} mm`;
+      void this.setSlab(this.slabMode, Number(thickness.value));
+    });
+
+    const volumePreset = h(
+      "select",
+      { "data-testid": "volume-preset", "aria-label": "3D preset" },
+      ...Object.keys(VOLUME_PRESETS).map((name) => h("option", { value: name }, `3D: ${name}`)),
+    );
+    volumePreset.addEventListener("change", () => this.setVolumePreset(volumePreset.value));
+
+    const reset = h("button", { type: "button", "data-testid": "reset" }, "Reset");
+    reset.addEventListener("click", () => this.reset());
+
+    return h("div", { class: "toolbar" }, layout, presets, tools, slab, thickness, thicknessLabel, volumePreset, reset);
+  }
+
+  // -- tools ------------------------------------------------------------------------------------
+
+  private setupToolGroups(): void {
+    const stack = ToolGroupManager.createToolGroup(this.stackGroupId) as ToolTypes.IToolGroup;
+    const volume = ToolGroupManager.createToolGroup(this.volumeGroupId) as ToolTypes.IToolGroup;
+    const three = ToolGroupManager.createToolGroup(this.group3dId) as ToolTypes.IToolGroup;
+    for (const group of [stack, volume]) {
+      for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool, ...[LengthTool, AngleTool, EllipticalROITool, BidirectionalTool]]) {
+        group.addTool(tool.toolName);
+      }
+      group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Wheel }] });
+      group.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Auxiliary }] });
+      group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Secondary }] });
+    }
+    volume.addTool(CrosshairsTool.toolName, {
+      getReferenceLineColor: () => "rgb(255, 200, 0)",
+      viewportIndicators: false,
+    });
+    three.addTool(TrackballRotateTool.toolName);
+    three.addTool(ZoomTool.toolName);
+    three.addTool(PanTool.toolName);
+    three.setToolActive(TrackballRotateTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Primary }] });
+    three.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Secondary }] });
+    three.setToolActive(PanTool.toolName, { bindings: [{ mouseButton: ToolEnums.MouseBindings.Auxiliary }] });
+    this.setTool(this.activeTool);
+  }
+
+  setTool(tool: string): void {
+    this.activeTool = tool;
+    const primary = [{ mouseButton: ToolEnums.MouseBindings.Primary }];
+    for (const groupId of [this.stackGroupId, this.volumeGroupId]) {
+      const group = ToolGroupManager.getToolGroup(groupId);
+      if (!group) continue;
+      for (const name of PRIMARY_TOOLS) {
+        if (!group.hasTool(name)) continue;
+        if (name === ZoomTool.toolName || name === PanTool.toolName) {
+          // keep their secondary/middle bindings
+          const other = name === ZoomTool.toolName ? ToolEnums.MouseBindings.Secondary : ToolEnums.MouseBindings.Auxiliary;
+          group.setToolActive(name, { bindings: name === tool ? [...primary, { mouseButton: other }] : [{ mouseButton: other }] });
+        } else if (name === tool) {
+          group.setToolActive(name, { bindings: primary });
+        } else if (MEASURE_TOOLS.includes(name)) {
+          group.setToolPassive(name);
+        } else {
+          group.setToolDisabled(name);
+        }
+      }
+      if (!group.hasTool(tool)) group.setToolActive(WindowLevelTool.toolName, { bindings: primary });
+    }
+    this.root.dataset.tool = tool;
+  }
+
+  // -- layout -----------------------------------------------------------------------------------
+
+  async setLayout(layout: Layout): Promise<void> {
+    this.layout = layout;
+    this.root.dataset.layout = layout;
+    this.grid.dataset.status = "loading";
+    this.options.onLayoutChange?.(layout);
+    for (const cell of this.cells) {
+      for (const groupId of [this.stackGroupId, this.volumeGroupId, this.group3dId]) {
+        ToolGroupManager.getToolGroup(groupId)?.removeViewports(this.engine.id, cell.id);
+      }
+      this.engine.disableElement(cell.id);
+    }
+    this.cells = LAYOUTS[layout].map((kind, index) => {
+      const element = h("div", { class: "viewport", "data-viewport": kind, "data-status": "loading" }) as HTMLDivElement;
+      element.oncontextmenu = (event) => event.preventDefault();
+      let renders = 0;
+      element.addEventListener(Enums.Events.IMAGE_RENDERED, () => {
+        element.dataset.renders = String(++renders);
+      });
+      return { kind, id: `${this.id}-${kind}-${index}`, element };
+    });
+    this.grid.className = `viewport-grid layout-${layout}`;
+    this.grid.replaceChildren(
+      ...this.cells.map((cell) =>
+        h("div", { class: "cell" }, h("span", { class: "label" }, cell.kind === "3d" ? "3D" : cell.kind.toUpperCase()), cell.element),
+      ),
+    );
+    const stackCells = this.cells.filter((c) => c.kind === "stack");
+    const volumeCells = this.cells.filter((c) => c.kind !== "stack" && c.kind !== "3d");
+    const cells3d = this.cells.filter((c) => c.kind === "3d");
+    const inputs: Types.PublicViewportInput[] = [
+      ...stackCells.map((c) => ({ viewportId: c.id, element: c.element, type: Enums.ViewportType.STACK })),
+      ...volumeCells.map((c) => ({
+        viewportId: c.id,
+        element: c.element,
+        type: Enums.ViewportType.ORTHOGRAPHIC,
+        defaultOptions: { orientation: ORIENTATION[c.kind], background: [0, 0, 0] as Types.Point3 },
+      })),
+    ];
+    this.engine.setViewports(inputs);
+    for (const c of stackCells) ToolGroupManager.getToolGroup(this.stackGroupId)?.addViewport(c.id, this.engine.id);
+    for (const c of volumeCells) ToolGroupManager.getToolGroup(this.volumeGroupId)?.addViewport(c.id, this.engine.id);
+    this.setTool(this.activeTool);
+
+    const started = performance.now();
+    this.timings = {};
+    const lap = (name: string) => {
+      this.timings[name] = Math.round(performance.now() - started);
+      this.root.dataset.timings = JSON.stringify(this.timings);
+    };
+    await Promise.all(stackCells.map((c) => this.showStack(c.id, c.element)));
+    if (stackCells.length) lap("stack");
+    if (volumeCells.length || cells3d.length) {
+      await this.ensureVolume();
+      lap("volume");
+      if (this.destroyed || this.layout !== layout) return;
+      for (const c of volumeCells) {
+        const viewport = this.engine.getViewport(c.id) as Types.IVolumeViewport;
+        await viewport.setVolumes([{ volumeId: this.volumeId }]);
+        viewport.setProperties({ voiRange: this.voiRange() });
+      }
+      await this.setSlab(this.slabMode, this.slabThickness);
+      for (const c of volumeCells) {
+        (this.engine.getViewport(c.id) as Types.IVolumeViewport).render();
+        c.element.dataset.status = "ready";
+      }
+      if (volumeCells.length) lap("mpr");
+      // 3D is attached once the volume is in memory: streaming into it re-renders per slice
+      for (const c of cells3d) await this.show3d(c.id, c.element);
+      if (cells3d.length) lap("3d");
+    }
+    for (const seg of this.segmentations) applySegmentation(this, seg);
+    this.grid.dataset.status = "ready";
+  }
+
+  private async showStack(id: string, element: HTMLDivElement): Promise<void> {
+    const viewport = this.engine.getViewport(id) as Types.IStackViewport;
+    const middle = Math.floor(this.series.imageIds.length / 2);
+    await viewport.setStack(this.series.imageIds, middle);
+    viewport.setProperties({ voiRange: this.voiRange() });
+    viewport.render();
+    element.dataset.status = "ready";
+    element.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
+      element.dataset.index = String(viewport.getCurrentImageIdIndex());
+    });
+    element.dataset.index = String(viewport.getCurrentImageIdIndex());
+  }
+
+  private ensureVolume(): Promise<void> {
+    this.volumePromise ??= (async () => {
+      const volume = await volumeLoader.createAndCacheVolume(this.volumeId, { imageIds: this.series.imageIds });
+      await new Promise<void>((resolve) => {
+        (volume as unknown as { load: (done: () => void) => void }).load(() => resolve());
+      });
+      this.volumeLoaded = true;
+      this.root.dataset.volume = "loaded";
+    })();
+    return this.volumePromise;
+  }
+
+  private async show3d(id: string, element: HTMLDivElement): Promise<void> {
+    this.engine.enableElement({
+      viewportId: id,
+      element,
+      type: Enums.ViewportType.VOLUME_3D,
+      defaultOptions: { orientation: Enums.OrientationAxis.CORONAL, background: [0.1, 0.1, 0.12] as Types.Point3 },
+    });
+    ToolGroupManager.getToolGroup(this.group3dId)?.addViewport(id, this.engine.id);
+    const viewport = this.engine.getViewport(id) as Types.IVolumeViewport;
+    await viewport.setVolumes([{ volumeId: this.volumeId }]);
+    viewport.setProperties({ preset: VOLUME_PRESETS[this.volumePreset] });
+    viewport.render();
+    element.dataset.status = "ready";
+  }
+
+  /** The viewports that show segmentation overlays (all but 3D). */
+  overlayViewportIds(): string[] {
+    return this.cells.filter((c) => c.kind !== "3d" && this.engine.getViewport(c.id)).map((c) => c.id);
+  }
+
+  addSegmentation(seg: LoadedSegmentation): void {
+    this.segmentations.push(seg);
+  }
+
+  renderAll(): void {
+    this.engine.render();
+  }
+
+  // -- display ----------------------------------------------------------------------------------
+
+  private voiRange(): Types.VOIRange {
+    return { lower: this.window.center - this.window.width / 2, upper: this.window.center + this.window.width / 2 };
+  }
+
+  setWindowPreset(name: string): void {
+    this.windowName = name;
+    this.window = WINDOW_PRESETS[name] ?? this.series.window ?? WINDOW_PRESETS.mediastinum;
+    this.root.dataset.window = name;
+    for (const cell of this.cells) {
+      if (cell.kind === "3d") continue;
+      const viewport = this.engine.getViewport(cell.id) as Types.IStackViewport | Types.IVolumeViewport | undefined;
+      if (!viewport) continue;
+      viewport.setProperties({ voiRange: this.voiRange() });
+      viewport.render();
+    }
+  }
+
+  /** The slab of the MPR viewports (the MIP cell is always a MIP); `thickness` is the full slab in mm. */
+  async setSlab(mode: SlabMode, thickness: number): Promise<void> {
+    this.slabMode = mode;
+    this.slabThickness = thickness;
+    this.root.dataset.slab = `${mode}:${thickness}`;
+    for (const cell of this.cells) {
+      if (cell.kind === "stack" || cell.kind === "3d") continue;
+      const viewport = this.engine.getViewport(cell.id) as Types.IVolumeViewport | undefined;
+      if (!viewport || !this.volumeLoaded) continue;
+      const effective: SlabMode = cell.kind === "mip" ? "mip" : mode;
+      if (effective === "none") {
+        viewport.setBlendMode(Enums.BlendModes.COMPOSITE);
+        viewport.resetSlabThickness();
+      } else {
+        viewport.setBlendMode(BLEND[effective]);
+        // Cornerstone's slab thickness extends on both sides of the plane
+        viewport.setSlabThickness(thickness / 2);
+      }
+      viewport.setProperties({ voiRange: this.voiRange() });
+      viewport.render();
+    }
+  }
+
+  setVolumePreset(name: string): void {
+    this.volumePreset = name;
+    for (const cell of this.cells.filter((c) => c.kind === "3d")) {
+      const viewport = this.engine.getViewport(cell.id) as Types.IVolumeViewport | undefined;
+      viewport?.setProperties({ preset: VOLUME_PRESETS[name] });
+      viewport?.render();
+    }
+  }
+
+  reset(): void {
+    for (const cell of this.cells) {
+      const viewport = this.engine.getViewport(cell.id);
+      viewport?.resetCamera();
+      viewport?.render();
+    }
+  }
+
+  // -- measurements -----------------------------------------------------------------------------
+
+  measurements(): Measurement[] {
+    const ours = new Set(this.cells.map((c) => c.id));
+    const found: Measurement[] = [];
+    for (const item of annotation.state.getAllAnnotations()) {
+      const tool = item.metadata?.toolName ?? "";
+      if (!MEASURE_TOOLS.includes(tool)) continue;
+      const viewportId = this.cells.find((c) => {
+        const viewport = this.engine.getViewport(c.id);
+        return viewport && ours.has(c.id) && item.metadata?.FrameOfReferenceUID === viewport.getFrameOfReferenceUID();
+      })?.id;
+      const stats = Object.values((item.data as { cachedStats?: Record<string, Record<string, unknown>> }).cachedStats ?? {})[0];
+      if (!stats) continue;
+      const values: Record<string, number> = {};
+      for (const key of ["length", "width", "angle", "mean", "stdDev", "area", "max", "min"]) {
+        const value = stats[key];
+        if (typeof value === "number" && Number.isFinite(value)) values[key] = value;
+      }
+      const unit = String(stats.unit ?? stats.modalityUnit ?? stats.lengthUnit ?? "");
+      const text = describe(tool, values, stats);
+      found.push({ uid: item.annotationUID ?? "", tool, viewport: viewportId ?? "", values, unit, text });
+    }
+    return found;
+  }
+
+  refreshMeasurements(): void {
+    const list = this.measurements();
+    this.measurementsList.replaceChildren(
+      ...list.map((m) => {
+        const item = h("li", { "data-tool": m.tool, "data-uid": m.uid, "data-values": JSON.stringify(m.values) }, `${TOOL_LABELS[m.tool]}: ${m.text}`);
+        for (const [key, value] of Object.entries(m.values)) item.dataset[key] = String(value);
+        return item;
+      }),
+    );
+  }
+
+  // -- automation hooks (used by the browser tests) ------------------------------------------------
+
+  /** The page position (CSS px) of an image pixel (column, row) of the stack viewport's image. */
+  imageToPage(column: number, row: number, kind: CellKind = "stack"): [number, number] {
+    const cell = this.cells.find((c) => c.kind === kind);
+    if (!cell) throw new Error(`no ${kind} viewport`);
+    const viewport = this.engine.getViewport(cell.id) as Types.IStackViewport;
+    const world = utilities.imageToWorldCoords(viewport.getCurrentImageId(), [column, row]);
+    if (!world) throw new Error("no image in the viewport");
+    const canvas = viewport.worldToCanvas(world);
+    const box = cell.element.getBoundingClientRect();
+    return [box.left + canvas[0], box.top + canvas[1]];
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    for (const [type, handler] of this.listeners) eventTarget.removeEventListener(type, handler);
+    for (const groupId of [this.stackGroupId, this.volumeGroupId, this.group3dId]) {
+      ToolGroupManager.destroyToolGroup(groupId);
+    }
+    annotation.state.removeAllAnnotations();
+    for (const seg of this.segmentations) segmentation.removeSegmentation(seg.id);
+    this.engine.destroy();
+    cache.removeVolumeLoadObject(this.volumeId);
+  }
+}
+
+function describe(tool: string, values: Record<string, number>, stats: Record<string, unknown>): string {
+  const unit = String(stats.unit ?? "mm");
+  const f = (v: number | undefined, digits = 1) => (v === undefined ? "?" : v.toFixed(digits));
+  if (tool === LengthTool.toolName) return `${f(values.length)} ${unit}`;
+  if (tool === AngleTool.toolName) return `${f(values.angle)}°`;
+  if (tool === BidirectionalTool.toolName) return `${f(values.length)} × ${f(values.width)} ${unit}`;
+  const modality = String(stats.modalityUnit ?? "");
+  return `mean ${f(values.mean)} ${modality}, SD ${f(values.stdDev)}, area ${f(values.area)} ${String(stats.areaUnit ?? "")}`;
+}
+
