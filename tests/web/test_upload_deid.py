@@ -257,3 +257,41 @@ def test_browser_unit_tests(web_bundle: Path) -> None:
     )
     assert int(summary["fail"]) == 0
     assert int(summary["pass"]) >= 30
+
+
+@pytest.mark.parametrize("option_set", sorted(OPTION_SETS))
+def test_unit_test_rules_are_the_servers(web_bundle: Path, option_set: str) -> None:
+    """The rules the node unit tests resolve from annex_e.csv are those the server gives."""
+    options = DeidOptions(**dict.fromkeys(OPTION_SETS[option_set], True))
+    done = subprocess.run(
+        [
+            str(shutil.which("node")),
+            "--import",
+            "tsx",
+            "src/deid/test/table-cli.ts",
+            *options.active(),
+        ],
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    mine = json.loads(done.stdout)
+    server = rules_for(options)
+    assert {r["tag"]: (r["vr"], r["action"]) for r in mine["rules"]} == {
+        r["tag"]: (r["vr"], r["action"]) for r in server["rules"]
+    }
+    for key in (
+        "options",
+        "remove_private",
+        "remove_curves",
+        "remove_overlays",
+        "safe_private",
+        "dummy",
+        "dummy_text",
+        "deidentification_method",
+        "deidentification_codes",
+        "longitudinal_temporal_information_modified",
+    ):
+        assert mine[key] == server[key], key
