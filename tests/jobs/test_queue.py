@@ -142,3 +142,15 @@ def test_engine_starts_the_higher_priority_job_first(db_url: str, users: list[in
         assert done_low.started_at is not None
         assert done_high.started_at <= done_low.started_at
         assert engine.queue_positions() == {}
+
+
+def test_the_queue_reads_only_the_heads_of_each_owner_and_project(
+    store: JobStore, users: list[int]
+) -> None:
+    one, two = users
+    ids = [store.submit("echo", owner_id=one).id for _ in range(5)]
+    urgent = store.submit("echo", owner_id=one, priority=3).id
+    other = store.submit("echo", owner_id=two).id
+    assert [e.id for e in store.queued()] == [*ids, urgent, other]
+    assert [e.id for e in store.queued(heads=2)] == [ids[0], urgent, other]
+    assert [e.id for e in store.queued(heads=1)] == [urgent, other]

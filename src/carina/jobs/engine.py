@@ -239,11 +239,17 @@ class Engine:
             with self._lock:
                 handed = list(self._handed.values())
             handed_ids = {r.id for r in handed}
-            waiting = [r for r in self.store.queued() if r.id not in handed_ids]
+            capacity = self.capacity()
+            free = (self.limits.total or capacity) - len(handed)
+            if free <= 0:
+                return []
+            # no owner can take more than the free slots (or their limit): read only those
+            heads = min(free, self.limits.per_owner or free) + len(handed)
+            waiting = [r for r in self.store.queued(heads) if r.id not in handed_ids]
             if not waiting:
                 return []
             ordered = fair_order(waiting, handed)
-            chosen = admissible(ordered, handed, self.limits, self.capacity())
+            chosen = admissible(ordered, handed, self.limits, capacity)
             for record in chosen:
                 self._dispatch(record)
             return [r.id for r in chosen]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from carina.db import Job, Project
@@ -201,13 +201,30 @@ class JobStore:
         with Session(self.engine) as session:
             return [JobRecord.of(row) for row in session.scalars(query)]
 
-    def queued(self) -> list[QueueEntry]:
-        """Jobs waiting to start, oldest first."""
-        query = (
-            select(Job.id, Job.owner_id, Job.project_id, Job.priority, Job.resources, Job.attempts)
-            .where(Job.status == JobStatus.QUEUED.value)
-            .order_by(Job.id)
-        )
+    def queued(self, heads: int | None = None) -> list[QueueEntry]:
+        """Jobs waiting to start, oldest first; with ``heads``, only the first ``heads`` of each
+        owner in each project in start order (priority, then age): all a hand-over can take."""
+        columns = (Job.id, Job.owner_id, Job.project_id, Job.priority, Job.resources, Job.attempts)
+        if heads is None:
+            query = select(*columns).where(Job.status == JobStatus.QUEUED.value).order_by(Job.id)
+        else:
+            rank = (
+                func.row_number()
+                .over(
+                    partition_by=(
+                        func.coalesce(Job.owner_id, -1),
+                        func.coalesce(Job.project_id, -1),
+                    ),
+                    order_by=(Job.priority.desc(), Job.id),
+                )
+                .label("rank")
+            )
+            ranked = select(*columns, rank).where(Job.status == JobStatus.QUEUED.value).subquery()
+            query = (
+                select(*(ranked.c[c.key] for c in columns))
+                .where(ranked.c.rank <= heads)
+                .order_by(ranked.c.id)
+            )
         with Session(self.engine) as session:
             return [
                 QueueEntry(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5])
