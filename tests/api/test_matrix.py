@@ -109,6 +109,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/projects/{project}/studies/{study}/series/{series}/volume"): "study.read",
     ("GET", "/api/projects/{project}/studies/{study}/series/{series}/render"): "study.read",
     ("GET", _SERIES + "/segmentations"): "study.read",
+    ("POST", _SERIES + "/grow"): "annotation.write",
     ("GET", _SERIES + "/segmentations/{seg_series}/labelmap"): "study.read",
     ("GET", _SERIES + "/segmentations/{seg_series}/meshes/{value}"): "study.read",
     ("POST", "/api/projects/{project}/jobs"): "job.submit",

@@ -15,7 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from carina.db import Job
-from carina.dicom import scan_files
+from carina.dicom import scan
 from carina.dicom.seg import read_segmentation, referenced_series
 from carina.dicom.series import load_series
 from carina.jobs import JobContext
@@ -40,7 +40,7 @@ def lung_site(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> It
 def _ct(shared_data: Path) -> tuple[str, str, Any]:
     files = sorted((shared_data / "lung_ct_tumor_boxes" / "ct_dicom").glob("*.dcm"))
     header = pydicom.dcmread(files[0], stop_before_pixels=True)
-    (series,) = scan_files(files).series
+    (series,) = scan(files[0].parent).series
     return str(header.StudyInstanceUID), str(header.SeriesInstanceUID), load_series(series).volume
 
 

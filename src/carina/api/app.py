@@ -178,7 +178,15 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
             allow_headers=["*"],
             # label maps describe their grid in these headers (docs/viewer-api.md,
             # docs/annotation-api.md); versions carry their digest as ETag
-            expose_headers=["X-Carina-Shape", "X-Carina-Dtype", "X-Carina-Affine", "ETag"],
+            expose_headers=[
+                "X-Carina-Shape",
+                "X-Carina-Dtype",
+                "X-Carina-Affine",
+                "X-Carina-Offset",
+                "X-Carina-Voxels",
+                "X-Carina-Volume-Ml",
+                "ETag",
+            ],
         )
 
     @app.exception_handler(CarinaError)

@@ -26,6 +26,7 @@ from carina.core.errors import (
     DicomDecodeError,
     DicomError,
     GeometryError,
+    ModelError,
     NotDicomError,
 )
 from carina.core.volume import Volume
@@ -145,6 +146,66 @@ async def series_render(
 
     data = await run_in_threadpool(work)
     return Response(data, media_type=f"image/{wanted.fmt}", headers={"Cache-Control": "private"})
+
+
+# -- interactive segmentation ----------------------------------------------------------------------
+
+
+class GrowRequest(BaseModel):
+    method: str = Field(default="click", description="click (region growing) or seeds")
+    points: list[list[float]] = Field(
+        min_length=1, max_length=64, description="clicks in LPS mm (foreground seeds)"
+    )
+    background: list[list[float]] = Field(
+        default_factory=list, max_length=64, description="background clicks (method seeds)"
+    )
+    tolerance_hu: float | None = Field(
+        default=None, gt=0, le=2000, description="fixed interval around the clicks' value"
+    )
+
+
+@router.post(
+    SERIES + "/grow",
+    tags=["viewer"],
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def series_grow(
+    request: Request,
+    study: str,
+    series: str,
+    body: GrowRequest,
+    access: Annotated[Access, _in_project(Action.ANNOTATE)],
+) -> Response:
+    """A region grown from clicks, without model weights: the block of the series grid (C order
+    (k, j, i), uint8, 1 inside) that holds it, placed by ``X-Carina-Offset``."""
+    if any(len(p) != 3 for p in [*body.points, *body.background]):
+        raise HTTPException(422, "points are [x, y, z] in LPS mm")
+
+    def work() -> Response:
+        volume = _volume(request, study, series)
+        try:
+            grown = viewer.grow_region(
+                volume, body.method, body.points, body.background, body.tolerance_hu
+            )
+        except (ConfigurationError, ModelError) as exc:
+            raise HTTPException(422, str(exc)) from exc
+        headers = {
+            "X-Carina-Shape": ",".join(str(n) for n in grown.block.shape),
+            "X-Carina-Dtype": "uint8",
+            "X-Carina-Offset": ",".join(str(n) for n in grown.offset),
+            "X-Carina-Voxels": str(grown.voxels),
+            "X-Carina-Volume-Ml": f"{grown.volume_ml:.3f}",
+            "Server-Timing": ", ".join(
+                f"{stage};dur={seconds * 1000:.0f}" for stage, seconds in grown.seconds.items()
+            ),
+        }
+        return Response(
+            grown.block.tobytes(), media_type="application/octet-stream", headers=headers
+        )
+
+    response: Response = await run_in_threadpool(work)
+    return response
 
 
 # -- segmentation overlays ------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pydicom
 from pydicom.dataset import Dataset
 from sqlalchemy import func, select
@@ -35,6 +36,7 @@ from carina.dicom.seg import (
     segment_labels,
 )
 from carina.imaging import resample_to_geometry
+from carina.models.interactive import click_grow, grow_from_seeds
 from carina.render import (
     Plane,
     Projection,
@@ -367,3 +369,52 @@ def mesh_stl(
 
     stl: bytes = cache.get(("mesh", study, series, seg_series, value), load)
     return stl
+
+
+# -- interactive segmentation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GrownRegion:
+    """A region grown from clicks, as the block of the series grid that holds it: ``offset`` and
+    ``block`` in (k, j, i) order, ``block`` uint8 with 1 inside the region."""
+
+    offset: tuple[int, int, int]
+    block: npt.NDArray[np.uint8]
+    voxels: int
+    volume_ml: float
+    seconds: dict[str, float]
+
+
+def grow_region(
+    volume: Volume,
+    method: str,
+    points: list[list[float]],
+    background: list[list[float]],
+    tolerance_hu: float | None,
+) -> GrownRegion:
+    """Run click region growing (``click``) or grow-from-seeds (``seeds``) on ``volume``."""
+    if method == "click":
+        result = click_grow(volume, points, tolerance_hu=tolerance_hu)
+    elif method == "seeds":
+        if not background:
+            raise ConfigurationError("grow-from-seeds needs background points too")
+        result = grow_from_seeds(volume, points, background)
+    else:
+        raise ConfigurationError(f"unknown method {method!r}: click or seeds")
+    mask = np.asarray(result.labels.array) > 0  # (i, j, k)
+    voxels = int(mask.sum())
+    if voxels == 0:
+        raise ConfigurationError("nothing grew from these points")
+    found = np.nonzero(mask)
+    lo = [int(a.min()) for a in found]
+    hi = [int(a.max()) + 1 for a in found]
+    block = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]].transpose(2, 1, 0)
+    spacing = volume.geometry.spacing
+    return GrownRegion(
+        offset=(lo[2], lo[1], lo[0]),
+        block=np.ascontiguousarray(block, dtype=np.uint8),
+        voxels=voxels,
+        volume_ml=voxels * float(np.prod(spacing)) / 1000.0,
+        seconds=dict(result.timings),
+    )
