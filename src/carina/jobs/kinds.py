@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from carina.analysis import quantify
+from carina.core.errors import ModelError
 from carina.core.labels import LabelSet
 from carina.imaging import read_image, read_labelmap, write_image
 from carina.jobs.context import JobContext
 from carina.jobs.registry import JobError, register
-from carina.models import get_tool
-from carina.models.postprocess import postprocess
+from carina.models import get_tool, run_tool
 
 
 @register("echo", remote=True)
@@ -54,30 +54,33 @@ def segment_file(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Run the segmentation tool ``tool`` on the image file ``image`` and write the label map to
     ``output`` (a NIfTI/NRRD/MHA path), with the optional post-processing ``largest_component``,
     ``fill_holes`` and ``min_size_ml``. Paths are read and written on the worker; the kind is not
-    offered over HTTP (a project-level kind on archive series, storing a SEG, builds on it)."""
+    offered over HTTP (``segment-series`` in ``carina.services.job_kinds`` works on stored
+    series and is)."""
+    if "tool" not in params:
+        raise JobError("segment needs 'tool', 'image' and 'output'")
     try:
-        runner = get_tool(str(params["tool"]))
-    except KeyError as exc:
-        raise JobError("segment needs 'tool', 'image' and 'output'") from exc
+        get_tool(str(params["tool"]))
+    except ModelError as exc:
+        raise JobError(str(exc)) from exc
+    if not all(key in params for key in ("image", "output")):
+        raise JobError("segment needs 'tool', 'image' and 'output'")
     ctx.progress(0.0, "reading image")
     image = read_image(params["image"])
-    ctx.progress(0.2, f"running {runner.spec.id}")
-    result = runner.run(image, **dict(params.get("params") or {}))
-    ctx.progress(0.8, "post-processing")
-    labels = postprocess(
-        result.labels,
+    ctx.progress(0.2, f"running {params['tool']}")
+    run = run_tool(
+        str(params["tool"]),
+        image,
+        params.get("params"),
         largest_component=bool(params.get("largest_component", False)),
         fill_holes=bool(params.get("fill_holes", False)),
         min_size_ml=float(params.get("min_size_ml", 0.0)),
     )
-    written = write_image(labels, params["output"])
+    written = write_image(run.labels, params["output"])
     return {
         "output": str(written),
-        "tool": runner.spec.id,
-        "version": runner.spec.version,
-        "timings_s": dict(result.timings),
-        "volumes_ml": {
-            labels.labels[v].name: ml for v, ml in labels.volumes_ml().items() if v in labels.labels
-        },
-        "findings": dict(result.findings),
+        "tool": run.spec.id,
+        "version": run.spec.version,
+        "timings_s": dict(run.timings),
+        "volumes_ml": run.volumes_ml,
+        "findings": dict(run.findings),
     }

@@ -8,6 +8,7 @@ The built-in tools need no weights (:mod:`carina.models.tools`); interactive reg
 
 from carina.models.base import STAGES, Runner, SegmentationResult, Timings, ToolSpec
 from carina.models.registry import Registry, default_registry, get_tool
+from carina.models.run import ToolRun, run_tool
 
 __all__ = [
     "STAGES",
@@ -15,7 +16,9 @@ __all__ = [
     "Runner",
     "SegmentationResult",
     "Timings",
+    "ToolRun",
     "ToolSpec",
     "default_registry",
     "get_tool",
+    "run_tool",
 ]

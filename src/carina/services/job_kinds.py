@@ -19,12 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from carina import __version__
-from carina.core.errors import NotFoundError
+from carina.core.errors import ModelError, NotFoundError
 from carina.db import Project
 from carina.dicom.seg import Provenance, build_segmentation
 from carina.jobs import JobContext, JobError, register
-from carina.models import get_tool
-from carina.models.postprocess import postprocess
+from carina.models import get_tool, run_tool
 from carina.services.archive import open_archive
 from carina.services.auth import auth_services
 from carina.services.settings import Settings
@@ -50,8 +49,8 @@ def segment_series(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise JobError("segment-series needs 'study', 'series' and 'tool'") from exc
     try:
         runner = get_tool(tool_id)
-    except KeyError as exc:
-        raise JobError(f"unknown tool {tool_id!r}") from exc
+    except ModelError as exc:
+        raise JobError(str(exc)) from exc
     record = ctx.store.get(ctx.job_id)
     assert record is not None
     with Session(ctx.store.engine) as session:
@@ -73,14 +72,15 @@ def segment_series(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         ctx.progress(0.05, "reading the series")
         volume = stored_series(archive, study, series)
         ctx.progress(0.2, f"running {runner.spec.id}")
-        result = runner.run(volume, **dict(params.get("params") or {}))
-        ctx.progress(0.8, "post-processing")
-        labels = postprocess(
-            result.labels,
+        run = run_tool(
+            tool_id,
+            volume,
+            params.get("params"),
             largest_component=bool(params.get("largest_component", False)),
             fill_holes=bool(params.get("fill_holes", False)),
             min_size_ml=float(params.get("min_size_ml", 0.0)),
         )
+        labels = run.labels
         ctx.check()
         ctx.progress(0.9, "writing the SEG")
         sources = [
@@ -112,9 +112,7 @@ def segment_series(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "stored": True,
         "tool": runner.spec.id,
         "version": runner.spec.version,
-        "timings_s": dict(result.timings),
-        "volumes_ml": {
-            labels.labels[v].name: ml for v, ml in labels.volumes_ml().items() if v in labels.labels
-        },
-        "findings": dict(result.findings),
+        "timings_s": dict(run.timings),
+        "volumes_ml": run.volumes_ml,
+        "findings": dict(run.findings),
     }

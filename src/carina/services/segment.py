@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from carina.core.errors import ModelError, SeriesError, UnsupportedFormatError
-from carina.core.volume import LabelMap, Volume
+from carina.core.volume import Volume
 from carina.dicom import SeriesInfo, load_series, scan
 from carina.dicom.files import open_dataset
 from carina.dicom.seg import Provenance, SegType, write_segmentation
 from carina.imaging import is_image_file, read_image, write_image
-from carina.models import ToolSpec, default_registry
-from carina.models.postprocess import postprocess
+from carina.models import ToolSpec, default_registry, run_tool
 
 #: progress(stage, done, total)
 Progress = Callable[[str, int, int], None]
@@ -96,13 +95,15 @@ def segment(
     if progress:
         progress("load", 1, 1)
         progress("segment", 0, 1)
-    result = runner.run(volume, **dict(params or {}))
-    labels: LabelMap = postprocess(
-        result.labels,
+    run = run_tool(
+        tool,
+        volume,
+        params,
         largest_component=largest_component,
         fill_holes=fill_holes,
         min_size_ml=min_size_ml,
     )
+    labels = run.labels
     if progress:
         progress("segment", 1, 1)
         progress("write", 0, 1)
@@ -123,9 +124,6 @@ def segment(
         written = write_image(labels, out)
     if progress:
         progress("write", 1, 1)
-    volumes = {
-        labels.labels[v].name: ml for v, ml in labels.volumes_ml().items() if v in labels.labels
-    }
     return SegmentOutcome(
-        written, runner.spec.id, runner.spec.version, result.timings, volumes, result.findings
+        written, runner.spec.id, runner.spec.version, run.timings, run.volumes_ml, run.findings
     )
