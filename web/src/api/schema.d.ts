@@ -714,6 +714,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project}/studies/{study}/series/{series}/grow": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Series Grow
+         * @description A region grown from clicks, without model weights: the block of the series grid (C order
+         *     (k, j, i), uint8, 1 inside) that holds it, placed by ``X-Carina-Offset``.
+         */
+        post: operations["series_grow"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project}/studies/{study}/series/{series}/render": {
         parameters: {
             query?: never;
@@ -1959,6 +1980,30 @@ export interface components {
             profile: string;
             /** Project */
             project: string;
+        };
+        /** GrowRequest */
+        GrowRequest: {
+            /**
+             * Background
+             * @description background clicks (method seeds)
+             */
+            background?: number[][];
+            /**
+             * Method
+             * @description click (region growing) or seeds
+             * @default click
+             */
+            method: string;
+            /**
+             * Points
+             * @description clicks in LPS mm (foreground seeds)
+             */
+            points: number[][];
+            /**
+             * Tolerance Hu
+             * @description fixed interval around the clicks' value
+             */
+            tolerance_hu?: number | null;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -3836,6 +3881,44 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    series_grow: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GrowRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
             };
             /** @description Validation Error */
             422: {
