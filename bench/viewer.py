@@ -177,8 +177,9 @@ def write(series: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
         f"(--runs {args.runs}). Targets: first image < {TARGETS['first image']} s, "
         f"MPR < {TARGETS['MPR ready']} s.",
         "",
-        "First image: from navigating to the study page to the stack viewport's first drawing "
-        "(login, QIDO, series metadata, one WADO-RS frame). MPR ready: from choosing the 2x2 "
+        "First image: from a click on the study in the worklist (the app loaded) to the stack "
+        "viewport's first drawing (QIDO of the series, series metadata, Cornerstone start-up, "
+        "one WADO-RS frame). MPR ready: from choosing the 2x2 "
         "layout to the three planes drawn; for a series the browser loads, that includes "
         "streaming the whole volume; over the viewer's limit (1000 slices or 1 GiB) the planes "
         "are server-rendered images (`/render`) and there is no 3D. The first run of each series "

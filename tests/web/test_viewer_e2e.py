@@ -207,3 +207,9 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
     assert result["mip"]["vsThin"] > 2
     assert result["mip"]["stats"]["mean"] > result["views"]["axial"]["mean"]
     assert result["volume"]["presetDifference"] > 2
+    # the lung surface (STL from the server) is drawn in the 3D viewport
+    state, points = result["mesh"]["state"].split(":")
+    assert state == "shown"
+    assert int(points) > 1000
+    assert result["mesh"]["count"] == "1"
+    assert result["mesh"]["difference"] > 2
