@@ -203,7 +203,13 @@ def write(series: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
             f"| {name} ({info['shape']}) | {info['ingest_s']:.0f} | {result.get('mode')} "
             f"| {runs_first} | {runs_mpr} | {'yes' if ok else 'no'} (medians) |"
         )
-    lines.append("")
+    lines += [
+        "",
+        f"Load average at the end of the run: {', '.join(f'{v:.1f}' for v in os.getloadavg())}. "
+        "Rendering is software WebGL on the CPU and the browser, the server and the image "
+        "decoding share the same cores, so these are upper bounds for a workstation with a GPU.",
+        "",
+    ]
     RESULTS.write_text("\n".join(lines))
 
 

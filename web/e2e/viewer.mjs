@@ -144,6 +144,14 @@ await run(async (page, opts) => {
     voxels: Number(await page.getAttribute("[data-seg]", "data-voxels")),
   };
   lap("overlay");
+
+  // the mouse wheel scrolls the stack, one slice a notch
+  const centre = [box.x + box.width / 2, box.y + box.height / 2];
+  await page.mouse.move(centre[0], centre[1]);
+  for (let i = 0; i < 3; i++) {
+    await redrawn(page, stackSelector, () => page.mouse.wheel(0, 120));
+  }
+  const scrolled = Number(await page.getAttribute(stackSelector, "data-index"));
   lap("measure");
 
   // MPR + 3D: three planes and a volume rendering
@@ -199,5 +207,5 @@ await run(async (page, opts) => {
 
   lap("volume");
   await pageShot(page, out("mpr3d.png"));
-  return { patient, thumbnails, stack, overlay, mesh, length, roi, views, mip, volume, timings, total: (Date.now() - t0) / 1000 };
+  return { patient, thumbnails, stack, overlay, mesh, scrolled, length, roi, views, mip, volume, timings, total: (Date.now() - t0) / 1000 };
 });
