@@ -148,7 +148,8 @@ def main() -> None:
         "# Server-rendered planes (viewer fallback)",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
-        f"{os.cpu_count()} CPUs, Python {platform.python_version()}; `bench/render_fallback.py`.",
+        f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), "
+        f"Python {platform.python_version()}; `bench/render_fallback.py`.",
         "Each row is one HTTP request through the application (token authentication, audit), "
         "PNG unless said; planes are full resolution with square pixels.",
         "",

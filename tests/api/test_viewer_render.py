@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from PIL import Image
 from scipy import ndimage
 
 from carina.dicom import load_series, scan
+from carina.services.viewer import ByteLRU
 from tests.archive.helpers import multipart_body
 from tests.dicom_factory import ct_series
 
@@ -205,3 +208,32 @@ def test_second_plane_comes_from_the_cache(lung_site: Site, shared_data: Path) -
         _image(site, url, plane=plane)
     assert cache.misses <= misses + 1
     assert cache.size >= 30 * 512 * 512 * 2
+
+
+def test_cache_is_bounded_by_bytes_and_loads_once() -> None:
+    cache = ByteLRU(100)
+    loads: list[str] = []
+
+    def loader(name: str, size: int) -> Callable[[], tuple[str, int]]:
+        def load() -> tuple[str, int]:
+            loads.append(name)
+            time.sleep(0.05)
+            return name, size
+
+        return load
+
+    assert cache.get("a", loader("a", 40)) == "a"
+    assert cache.get("b", loader("b", 40)) == "b"
+    assert cache.get("a", loader("a", 40)) == "a"  # a is now the most recently used
+    cache.get("c", loader("c", 40))  # over 100 bytes: b, the least recently used, goes
+    assert ("a" in cache, "b" in cache, "c" in cache) == (True, False, True)
+    assert cache.size == 80
+    assert cache.get("huge", loader("huge", 500)) == "huge"  # served, not kept
+    assert "huge" not in cache
+    assert cache.size == 80
+    # concurrent requests for one key load it once
+    loads.clear()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: cache.get("d", loader("d", 10)), range(8)))
+    assert results == ["d"] * 8
+    assert loads == ["d"]

@@ -139,7 +139,7 @@ def test_mesh_lies_inside_the_volume(seg_site: Site, shared_data: Path) -> None:
 
 def test_unknown_or_foreign_segmentations(seg_site: Site, shared_data: Path) -> None:
     site = seg_site
-    _labels, sources = _lung_labels(shared_data)
+    labels, sources = _lung_labels(shared_data)
     base = _base(sources)
     headers = site.headers("viewer")
     own = site.studies["alpha"]
@@ -147,6 +147,14 @@ def test_unknown_or_foreign_segmentations(seg_site: Site, shared_data: Path) -> 
     for seg in (str(sources[0].SeriesInstanceUID), "1.2.3.4.5"):
         url = f"{base}/segmentations/{seg}/labelmap"
         assert site.client.get(url, headers=headers).status_code == 404
+    # a SEG series is not a volume to render
+    segs = site.client.get(base + "/segmentations", headers=headers).json()
+    if not segs:  # this test runs alone
+        _stow_seg(site, labels, sources)
+        segs = site.client.get(base + "/segmentations", headers=headers).json()
+    seg_volume = base.rsplit("/", 1)[0] + f"/{segs[0]['series']}/volume"
+    not_image = site.client.get(seg_volume, headers=headers)
+    assert not_image.status_code == 400, not_image.text
     other = f"/api/projects/alpha/studies/{own.study}/series/{own.series}/segmentations"
     assert site.client.get(other, headers=headers).json() == []
     assert (

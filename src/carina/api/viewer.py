@@ -21,7 +21,13 @@ from pydantic import BaseModel, Field
 from carina.api.security import Access, RequireInProject
 from carina.archive import Archive
 from carina.auth import Action
-from carina.core.errors import ConfigurationError, GeometryError, NoPixelDataError
+from carina.core.errors import (
+    ConfigurationError,
+    DicomDecodeError,
+    DicomError,
+    GeometryError,
+    NotDicomError,
+)
 from carina.core.volume import Volume
 from carina.jobs import JobStore
 from carina.services import viewer, viewer_deid
@@ -86,7 +92,9 @@ def _volume(request: Request, study: str, series: str) -> Volume:
     cache: viewer.ByteLRU = request.app.state.viewer_cache
     try:
         return viewer.cached_series(cache, archive, study, series)
-    except (NoPixelDataError, ConfigurationError) as exc:
+    except (DicomDecodeError, NotDicomError):  # a damaged file: 422 as elsewhere
+        raise
+    except (DicomError, ConfigurationError) as exc:
         raise HTTPException(400, f"not an image series: {exc}") from exc
 
 

@@ -3,7 +3,7 @@
 Depends on :mod:`carina.core`, pydicom and numpy only.
 """
 
-from carina.dicom.files import InstanceRef, Rejected, ScanResult, SeriesInfo, scan, scan_files
+from carina.dicom.files import InstanceRef, Rejected, ScanResult, SeriesInfo, scan
 from carina.dicom.pixels import read_pixels
 from carina.dicom.series import LoadedSeries, load_series, read_volume
 
@@ -17,5 +17,4 @@ __all__ = [
     "read_pixels",
     "read_volume",
     "scan",
-    "scan_files",
 ]

@@ -11,7 +11,7 @@ import os
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -409,20 +409,7 @@ def scan(path: str | Path, progress: Callable[[int, int], None] | None = None) -
     """
     root = Path(path)
     rejected: list[Rejected] = []
-    return _scan(_candidates(root, rejected), rejected, progress)
-
-
-def scan_files(paths: Sequence[str | Path]) -> ScanResult:
-    """Like :func:`scan`, for a list of DICOM files (e.g. the stored files of one series)."""
-    rejected: list[Rejected] = []
-    return _scan([_Candidate(str(p), None) for p in paths], rejected, None)
-
-
-def _scan(
-    candidates: list[_Candidate],
-    rejected: list[Rejected],
-    progress: Callable[[int, int], None] | None,
-) -> ScanResult:
+    candidates = _candidates(root, rejected)
     total = len(candidates)
     groups: dict[tuple[str, ...], list[_Header]] = {}
     seen: dict[str, str] = {}

@@ -233,9 +233,11 @@ def view(
     (ca, cs), (ra, rs), (pa, ps) = (f for f in found if f is not None)
     spacing = g.spacing
     n_slab = max(1, round(slab_mm / spacing[pa])) if slab_mm > 0 else 1
-    at = index if ps > 0 else g.shape[pa] - 1 - index
-    lo = max(0, at - (n_slab - 1) // 2)
-    hi = min(g.shape[pa], lo + n_slab)
+    # the planes of the slab, counted like ``index`` (an even count reaches one further along
+    # the positive patient axis), then as array indices
+    first = max(0, index - (n_slab - 1) // 2)
+    last = min(count, index - (n_slab - 1) // 2 + n_slab)
+    lo, hi = (first, last) if ps > 0 else (g.shape[pa] - last, g.shape[pa] - first)
     block = np.take(np.asarray(volume.array), np.arange(lo, hi), axis=pa)
     flat = _project(block, pa, mode)
     # the two remaining axes, in array order, become (row, column)

@@ -9,6 +9,7 @@ planes of a large series loads it once.
 from __future__ import annotations
 
 import io
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -22,10 +23,11 @@ from sqlalchemy import func, select
 
 from carina.archive import Archive
 from carina.archive.archive import StoredInstance
+from carina.archive.dicomjson import PIXEL_TAGS
 from carina.core.errors import ConfigurationError, NotFoundError
 from carina.core.volume import LabelMap, Volume
 from carina.db import Instance, Series, Study
-from carina.dicom import load_series, scan_files
+from carina.dicom import InstanceRef, SeriesInfo, load_series
 from carina.dicom.seg import (
     SEG_SOP_CLASSES,
     read_segmentation,
@@ -112,14 +114,37 @@ class ByteLRU:
             return value
 
 
+def _json_value(item: dict[str, Any], tag: str) -> str:
+    values = item.get(tag, {}).get("Value") or [""]
+    return str(values[0])
+
+
+def series_info(archive: Archive, study: str, series: str) -> SeriesInfo:
+    """What :func:`carina.dicom.load_series` needs of a stored series, from the catalog and the
+    cached DICOM JSON of its first instance (no file is read: the archive validated them)."""
+    instances = archive.instances(study, series)
+    first = json.loads(archive.metadata(study, series, instances[0].sop_instance_uid)[0])
+    number = _json_value(first, "00200011")
+    return SeriesInfo(
+        series_instance_uid=series,
+        study_instance_uid=study,
+        modality=_json_value(first, "00080060"),
+        series_description=_json_value(first, "0008103E"),
+        sop_class_uid=instances[0].sop_class_uid,
+        patient_id=_json_value(first, "00100020"),
+        n_instances=len(instances),
+        sources=tuple(
+            InstanceRef(str(archive.store.absolute(i.path)), None, i.sop_instance_uid)
+            for i in instances
+        ),
+        has_pixels=any(f"{tag:08X}" in first for tag in PIXEL_TAGS),
+        series_number=int(number) if number.lstrip("-").isdigit() else None,
+    )
+
+
 def stored_series(archive: Archive, study: str, series: str) -> Volume:
     """The volume of a stored image series (NotFoundError when the archive lacks it)."""
-    instances = archive.instances(study, series)
-    paths = [archive.store.absolute(i.path) for i in instances]
-    found = [s for s in scan_files(paths).series if s.series_instance_uid == series]
-    if len(found) != 1:
-        raise ConfigurationError(f"series {series} cannot be read as one image series")
-    return load_series(found[0]).volume
+    return load_series(series_info(archive, study, series)).volume
 
 
 def instance_count(archive: Archive, study: str, series: str) -> int:
