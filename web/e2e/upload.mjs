@@ -102,8 +102,10 @@ await run(async (page, opts) => {
   await page.waitForURL(`**/p/${opts.project}`, { timeout: 60000 });
   timings.upload = (Date.now() - t0) / 1000;
   const progressSeen = await page.evaluate(() => window.__progress ?? null);
-  await page.waitForLoadState("networkidle");
-  const worklist = await page.textContent("main");
+  await page.waitForSelector("[data-testid=worklist] tbody tr[data-study]");
+  const worklist = await page.$$eval("[data-testid=worklist] tbody tr[data-study]", (trs) =>
+    trs.map((tr) => ({ study: tr.getAttribute("data-study"), text: tr.textContent })),
+  );
   await page.screenshot({ path: join(opts.out, "upload-worklist.png") });
 
   // a second upload, through the file input: slice 001 with another SliceThickness has the same

@@ -85,7 +85,7 @@ export function isPart10(bytes: Uint8Array): boolean {
   );
 }
 
-export function parsePart10(bytes: Uint8Array): DicomFile {
+export function parsePart10(bytes: Uint8Array, inflated?: Uint8Array): DicomFile {
   if (!isPart10(bytes)) throw new DicomParseError("not a DICOM Part 10 file (no DICM marker)");
   const meta: Dataset = { elements: [], implicit: false, little: true };
   const metaReader = new Reader(bytes, true);
@@ -98,15 +98,69 @@ export function parsePart10(bytes: Uint8Array): DicomFile {
   const tsElement = meta.elements.find((e) => e.tag === 0x00020010);
   if (!tsElement) throw new DicomParseError("file meta information has no TransferSyntaxUID");
   const transferSyntax = decodeAscii(tsElement.value).replace(/[\0 ]+$/, "");
+  let body = bytes;
   if (transferSyntax === TS_DEFLATED) {
-    throw new DicomParseError("deflated transfer syntax is not supported in the browser");
+    if (!inflated) throw new DicomParseError("a deflated file is read with readPart10");
+    body = inflated;
+    pos = 0;
   }
   const implicit = transferSyntax === TS_IMPLICIT_LE;
   const little = transferSyntax !== TS_EXPLICIT_BE;
-  const reader = new Reader(bytes, little);
+  const reader = new Reader(body, little);
   const dataset: Dataset = { elements: [], implicit, little };
-  readElements(reader, pos, bytes.length, dataset, null);
+  readElements(reader, pos, body.length, dataset, null);
   return { meta, dataset, transferSyntax, preamble: bytes.slice(0, 128) };
+}
+
+async function pipe(bytes: Uint8Array, stream: CompressionStream | DecompressionStream): Promise<Uint8Array> {
+  const transform = stream as unknown as TransformStream<Uint8Array, Uint8Array>;
+  const out = new Response(new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(transform));
+  return new Uint8Array(await out.arrayBuffer());
+}
+
+/** Where the data set starts: after the preamble, "DICM" and the meta group. */
+function datasetOffset(bytes: Uint8Array): number {
+  const reader = new Reader(bytes, true);
+  let pos = 132;
+  while (pos + 8 <= bytes.length && reader.u16(pos) === 0x0002) pos = readElement(reader, pos, false)[1];
+  return pos;
+}
+
+/** Read a Part 10 file of any supported transfer syntax, deflated included. */
+export async function readPart10(bytes: Uint8Array): Promise<DicomFile> {
+  const head = parseMetaOnly(bytes);
+  if (head !== TS_DEFLATED) return parsePart10(bytes);
+  let inflated: Uint8Array;
+  try {
+    inflated = await pipe(bytes.subarray(datasetOffset(bytes)), new DecompressionStream("deflate-raw"));
+  } catch (exc) {
+    throw new DicomParseError(`the deflated data set cannot be inflated: ${String(exc)}`);
+  }
+  return parsePart10(bytes, inflated);
+}
+
+/** Encode a file as writePart10 does, deflating the data set under the deflated syntax. */
+export async function encodePart10(file: DicomFile): Promise<Uint8Array> {
+  const plain = writePart10(file);
+  if (file.transferSyntax !== TS_DEFLATED) return plain;
+  const start = datasetOffset(plain);
+  const deflated = await pipe(plain.subarray(start), new CompressionStream("deflate-raw"));
+  const out = new Uint8Array(start + deflated.length);
+  out.set(plain.subarray(0, start));
+  out.set(deflated, start);
+  return out;
+}
+
+function parseMetaOnly(bytes: Uint8Array): string {
+  if (!isPart10(bytes)) throw new DicomParseError("not a DICOM Part 10 file (no DICM marker)");
+  const reader = new Reader(bytes, true);
+  let pos = 132;
+  while (pos + 8 <= bytes.length && reader.u16(pos) === 0x0002) {
+    const [el, next] = readElement(reader, pos, false);
+    if (el.tag === 0x00020010) return decodeAscii(el.value).replace(/[\0 ]+$/, "");
+    pos = next;
+  }
+  throw new DicomParseError("file meta information has no TransferSyntaxUID");
 }
 
 /** Read elements into ``ds`` from ``pos`` until ``end`` or, with ``stopTag``, that delimiter. */

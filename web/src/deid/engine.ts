@@ -14,7 +14,7 @@ import {
   find,
   isBinaryVR,
   isEmpty,
-  parsePart10,
+  readPart10,
   put,
   remove,
   setBytes,
@@ -23,7 +23,7 @@ import {
   setText,
   textElement,
   textValues,
-  writePart10,
+  encodePart10,
 } from "./dicom";
 import { burnedInRisk } from "./risk";
 import { type Action, type DeidRules, type PatientPseudonym, indexRules } from "./rules";
@@ -378,7 +378,7 @@ export async function deidentify(
   rules: DeidRules,
   pseudonymFor: PseudonymSource,
 ): Promise<DeidResult> {
-  const file: DicomFile = parsePart10(bytes);
+  const file: DicomFile = await readPart10(bytes);
   const ds = file.dataset;
   const cs = charsetOf(ds);
   const pixelBefore = find(ds, PIXEL_DATA)?.raw;
@@ -419,7 +419,7 @@ export async function deidentify(
   const sopClass = text(ds, 0x00080016, cs);
   if (sopClass && !find(meta, 0x00020002)) put(meta, textElement(0x00020002, "UI", [sopClass]));
 
-  const out = writePart10(file);
+  const out = await encodePart10(file);
   return {
     bytes: out,
     changes: run.changes,

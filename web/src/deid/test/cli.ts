@@ -1,25 +1,21 @@
 // De-identify files as the browser does, from the command line (used by tests/web/test_upload_deid.py).
-// Reads a JSON job on stdin: {"rules": <rules document> | null, "options": [...], "salt": "...",
+// Reads a JSON job on stdin: {"rules": <rules document of the server>,
 // "pseudonyms": {"<key>": {"patient_id", "patient_name", "date_shift_days"}},
-// "files": [["in.dcm", "out.dcm"], ...]}; with "rules" null the rules are resolved from the
-// package's Annex E table. Prints one JSON line per file: {"source", "key", "changes", "burned_in"}
-// or {"source", "error"}.
+// "files": [["in.dcm", "out.dcm"], ...]}. Prints one JSON line per file:
+// {"source", "key", "changes", "burned_in"} or {"source", "error"}.
 import { readFileSync, writeFileSync } from "node:fs";
 import { deidentify } from "../engine";
 import type { DeidRules, PatientPseudonym } from "../rules";
-import { rulesFromTable } from "./table";
 
 interface Job {
-  rules: DeidRules | null;
-  options?: string[];
-  salt?: string;
+  rules: DeidRules;
   pseudonyms: Record<string, PatientPseudonym>;
   files: [string, string][];
 }
 
 async function main(): Promise<void> {
   const job = JSON.parse(readFileSync(0, "utf-8")) as Job;
-  const rules = job.rules ?? rulesFromTable(job.options ?? [], job.salt ?? "");
+  const rules = job.rules;
   for (const [source, target] of job.files) {
     let usedKey = "";
     try {
