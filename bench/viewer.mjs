@@ -1,5 +1,5 @@
 // Viewer timings in a real browser (Debian chromium, software WebGL) against a running server:
-// time to the first image of a series (stack) and to MPR ready (2x2: stack + 3 planes), where
+// time to the first image of a series (stack, from a click in the worklist) and to MPR ready (2x2: stack + 3 planes), where
 // MPR is the browser's (volume loaded) or the server's (rendered planes) as the viewer decides.
 // Usage: node bench/viewer.mjs --url U --user N --password P --project P --params
 //        '{"study": uid, "series": uid, "runs": 3}'   (prints one JSON line)
@@ -13,9 +13,11 @@ const result = { firstImage: [], mprReady: [], mode: null, errors: browser.error
 try {
   await login(page, opts);
   for (let run = 0; run < runs; run++) {
+    // from the worklist (the app loaded, as a user sees it) to the first image of the study
     await page.goto(`${opts.url}/p/${opts.project}`);
+    await page.waitForSelector(`tr[data-study="${study}"] a`);
     const start = Date.now();
-    await page.goto(`${opts.url}/p/${opts.project}/study/${study}?series=${series}&layout=1x1`);
+    await page.click(`tr[data-study="${study}"] a`);
     await page.waitForSelector("[data-viewport=stack][data-status=ready]", { timeout: 300000 });
     await page.waitForFunction(() => {
       const canvas = document.querySelector("[data-viewport=stack] canvas");

@@ -161,6 +161,8 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
     assert result["patient"] == lung_ct["patient"]
     assert result["thumbnails"] == [True, True]  # the CT and its SEG, server-rendered
     assert result["stack"]["index"] == 15
+    # three wheel notches move three slices (either way: the tool's direction convention)
+    assert abs(result["scrolled"] - 15) == 3
 
     stack = result["stack"]
     # not blank, and in a lung window the lung is dark and the mediastinum bright
@@ -207,3 +209,9 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
     assert result["mip"]["vsThin"] > 2
     assert result["mip"]["stats"]["mean"] > result["views"]["axial"]["mean"]
     assert result["volume"]["presetDifference"] > 2
+    # the lung surface (STL from the server) is drawn in the 3D viewport
+    state, points = result["mesh"]["state"].split(":")
+    assert state == "shown"
+    assert int(points) > 1000
+    assert result["mesh"]["count"] == "1"
+    assert result["mesh"]["difference"] > 2

@@ -20,6 +20,18 @@ async function pageShot(page, path) {
   await page.screenshot({ path, timeout: 90000 }).catch((error) => console.error(`screenshot ${path}: ${error}`));
 }
 
+// runs `action` and waits until the viewport has drawn again (software 3D takes its time)
+async function redrawn(page, selector, action) {
+  const renders = (await page.getAttribute(selector, "data-renders")) ?? "0";
+  await action();
+  await page.waitForFunction(
+    ([sel, n]) => Number(document.querySelector(sel)?.dataset.renders ?? 0) > n,
+    [selector, Number(renders)],
+    { timeout: 90000 },
+  );
+  await page.waitForTimeout(200);
+}
+
 // a slow drag: the tools update their handles on mouse moves, one per animation frame
 async function drag(page, from, to) {
   await page.mouse.move(from[0], from[1]);
@@ -77,12 +89,10 @@ await run(async (page, opts) => {
   };
   const points = [await toShot(...p.lung), await toShot(...p.mediastinum)];
   const defaultShot = await shot(page, stackSelector, out("stack-default.png"));
-  await page.selectOption("[data-testid=window-preset]", "lung");
-  await page.waitForTimeout(400);
+  await redrawn(page, stackSelector, () => page.selectOption("[data-testid=window-preset]", "lung"));
   const lungShot = await shot(page, stackSelector, out("stack-lung.png"));
   const lungWindow = await imageStats(page, lungShot, points);
-  await page.selectOption("[data-testid=window-preset]", "bone");
-  await page.waitForTimeout(400);
+  await redrawn(page, stackSelector, () => page.selectOption("[data-testid=window-preset]", "bone"));
   const boneShot = await shot(page, stackSelector, out("stack-bone.png"));
   const stack = {
     index: stackIndex,
@@ -118,12 +128,12 @@ await run(async (page, opts) => {
 
   // the segmentation overlay: coloured pixels where the mask is, gone when its label is hidden
   const before = await imageStats(page, await shot(page, stackSelector, out("seg-before.png")), points);
-  await page.click("[data-seg] [data-testid=seg-show]");
-  await page.waitForSelector("[data-seg][data-status=shown]", { timeout: 60000 });
-  await page.waitForTimeout(800);
+  await redrawn(page, stackSelector, async () => {
+    await page.click("[data-seg] [data-testid=seg-show]");
+    await page.waitForSelector("[data-seg][data-status=shown]", { timeout: 60000 });
+  });
   const shown = await imageStats(page, await shot(page, stackSelector, out("seg-shown.png")), points);
-  await page.click("[data-seg] [data-testid=seg-label-visible]");
-  await page.waitForTimeout(800);
+  await redrawn(page, stackSelector, () => page.click("[data-seg] [data-testid=seg-label-visible]"));
   const hidden = await imageStats(page, await shot(page, stackSelector, out("seg-hidden.png")), points);
   await page.click("[data-seg] [data-testid=seg-label-visible]");
   await page.waitForTimeout(300);
@@ -134,6 +144,14 @@ await run(async (page, opts) => {
     voxels: Number(await page.getAttribute("[data-seg]", "data-voxels")),
   };
   lap("overlay");
+
+  // the mouse wheel scrolls the stack, one slice a notch
+  const centre = [box.x + box.width / 2, box.y + box.height / 2];
+  await page.mouse.move(centre[0], centre[1]);
+  for (let i = 0; i < 3; i++) {
+    await redrawn(page, stackSelector, () => page.mouse.wheel(0, 120));
+  }
+  const scrolled = Number(await page.getAttribute(stackSelector, "data-index"));
   lap("measure");
 
   // MPR + 3D: three planes and a volume rendering
@@ -151,12 +169,13 @@ await run(async (page, opts) => {
   lap("mprShots");
 
   // a MIP slab on the MPR planes
-  await page.selectOption("[data-testid=slab-mode]", "mip");
-  await page.$eval("[data-testid=slab-thickness]", (input) => {
-    input.value = "40";
-    input.dispatchEvent(new Event("input"));
+  await redrawn(page, "[data-viewport=axial]", async () => {
+    await page.selectOption("[data-testid=slab-mode]", "mip");
+    await page.$eval("[data-testid=slab-thickness]", (input) => {
+      input.value = "40";
+      input.dispatchEvent(new Event("input"));
+    });
   });
-  await page.waitForTimeout(1500);
   const mipShot = await shot(page, "[data-viewport=axial]", out("mip-axial.png"));
   const mip = {
     stats: await imageStats(page, mipShot),
@@ -165,13 +184,28 @@ await run(async (page, opts) => {
   };
   lap("mip");
 
+  // the lung label's surface mesh in the 3D viewport
+  await redrawn(page, "[data-viewport=\"3d\"]", async () => {
+    await page.click("[data-seg] [data-label='1'] [data-testid=seg-label-mesh]");
+    await page.waitForSelector("[data-seg] [data-label='1'][data-mesh^=shown]", { timeout: 60000 });
+  });
+  const meshShot = await shot(page, "[data-viewport=\"3d\"]", out("3d-mesh.png"));
+  const mesh = {
+    state: await page.getAttribute("[data-seg] [data-label='1']", "data-mesh"),
+    count: await page.getAttribute("[data-viewport=\"3d\"]", "data-meshes"),
+    difference: await imageDifference(page, meshShot, shots["3d"]),
+  };
+  await redrawn(page, "[data-viewport=\"3d\"]", () =>
+    page.click("[data-seg] [data-label='1'] [data-testid=seg-label-mesh]"),
+  );
+  lap("mesh");
+
   // another 3D preset changes the rendering
-  await page.selectOption("[data-testid=volume-preset]", "lung");
-  await page.waitForTimeout(2500);
+  await redrawn(page, "[data-viewport=\"3d\"]", () => page.selectOption("[data-testid=volume-preset]", "lung"));
   const lung3d = await shot(page, "[data-viewport=\"3d\"]", out("3d-lung.png"));
   const volume = { bone: views["3d"], lung: await imageStats(page, lung3d), presetDifference: await imageDifference(page, lung3d, shots["3d"]) };
 
   lap("volume");
   await pageShot(page, out("mpr3d.png"));
-  return { patient, thumbnails, stack, overlay, length, roi, views, mip, volume, timings, total: (Date.now() - t0) / 1000 };
+  return { patient, thumbnails, stack, overlay, mesh, scrolled, length, roi, views, mip, volume, timings, total: (Date.now() - t0) / 1000 };
 });

@@ -4,6 +4,7 @@
 import { imageLoader } from "@cornerstonejs/core";
 import { Enums as ToolEnums, segmentation } from "@cornerstonejs/tools";
 import { h } from "../dom";
+import { loadMesh, type MeshActor } from "./meshes";
 import type { Viewer } from "./viewer";
 
 export interface SegLabel {
@@ -139,7 +140,7 @@ export async function mountSegmentationPanel(container: HTMLElement, viewer: Vie
         const seg = await loadSegmentation(viewer, project, summary);
         applySegmentation(viewer, seg);
         show.remove();
-        entry.append(controls(viewer, seg));
+        entry.append(controls(viewer, seg, project));
         entry.dataset.status = "shown";
         entry.dataset.voxels = String(seg.voxels);
       } catch (error) {
@@ -150,7 +151,7 @@ export async function mountSegmentationPanel(container: HTMLElement, viewer: Vie
   }
 }
 
-function controls(viewer: Viewer, seg: LoadedSegmentation): HTMLElement {
+function controls(viewer: Viewer, seg: LoadedSegmentation, project: string): HTMLElement {
   const box = h("div", { class: "seg-controls" }, h("strong", {}, seg.summary.description || "Segmentation"));
   const opacity = h("input", { type: "range", min: "0", max: "1", step: "0.05", value: String(seg.opacity), "data-testid": "seg-opacity", "aria-label": "Opacity" });
   opacity.addEventListener("input", () => {
@@ -184,7 +185,27 @@ function controls(viewer: Viewer, seg: LoadedSegmentation): HTMLElement {
       seg.colors.set(label.value, [1, 3, 5].map((i) => parseInt(v.slice(i, i + 2), 16)) as [number, number, number]);
       applySegmentation(viewer, seg);
     });
-    box.append(h("div", { class: "seg-label", "data-label": label.value }, visible, color, ` ${label.value} ${label.name}`));
+    // the label's surface in the 3D viewports, loaded on first use
+    const mesh = h("input", { type: "checkbox", "data-testid": "seg-label-mesh", title: "3D mesh" });
+    let actor: MeshActor | null = null;
+    mesh.addEventListener("change", async () => {
+      const row = mesh.closest<HTMLElement>("[data-label]");
+      try {
+        if (mesh.checked && !actor) {
+          if (row) row.dataset.mesh = "loading";
+          const { study, series } = viewer.series;
+          const url = `${seriesBase(project, study, series)}/segmentations/${seg.summary.series}/meshes/${label.value}`;
+          actor = await loadMesh(url, `${seg.id}-mesh-${label.value}`, seg.colors.get(label.value) ?? label.color);
+        }
+        if (actor) viewer.setMesh(actor, mesh.checked);
+        if (row) row.dataset.mesh = mesh.checked ? `shown:${actor?.points ?? 0}` : "hidden";
+      } catch (error) {
+        if (row) row.dataset.mesh = `error: ${String(error)}`;
+      }
+    });
+    box.append(
+      h("div", { class: "seg-label", "data-label": label.value }, visible, color, ` ${label.value} ${label.name} `, h("label", {}, mesh, "3D")),
+    );
   }
   return box;
 }

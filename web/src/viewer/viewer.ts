@@ -27,6 +27,7 @@ import {
   type Types as ToolTypes,
 } from "@cornerstonejs/tools";
 import { h } from "../dom";
+import type { MeshActor } from "./meshes";
 import { applySegmentation, type LoadedSegmentation } from "./segmentations";
 import type { LoadedSeries } from "./series";
 import {
@@ -138,7 +139,7 @@ export class Viewer {
   readonly segmentations: LoadedSegmentation[] = [];
   /** Whether MPR and slabs are rendered by the server (the series is too large to load here). */
   large = false;
-  volume: VolumeInfo | null = null;
+  volumeInfo: Promise<VolumeInfo> | null = null;
   serverPlanes: ServerPlane[] = [];
   private volumePromise: Promise<void> | null = null;
   private destroyed = false;
@@ -186,7 +187,8 @@ export class Viewer {
     viewer.large = series.slices > MAX_BROWSER_SLICES || series.volumeBytes > BROWSER_VOLUME_BUDGET;
     viewer.root.dataset.mode = viewer.large ? "server" : "browser";
     if (viewer.large && options.project) {
-      viewer.volume = await volumeInfo(options.project, series.study, series.series);
+      // the server loads the whole series to describe it: do not hold the first image for that
+      viewer.volumeInfo = volumeInfo(options.project, series.study, series.series);
     }
     await viewer.setLayout(viewer.layout);
     return viewer;
@@ -346,8 +348,9 @@ export class Viewer {
     const stackCells = this.cells.filter((c) => c.kind === "stack");
     let volumeCells = this.cells.filter((c) => c.kind !== "stack" && c.kind !== "3d");
     let cells3d = this.cells.filter((c) => c.kind === "3d");
+    const serverCells = this.large ? volumeCells : [];
+    const serverCells3d = this.large ? cells3d : [];
     if (this.large) {
-      this.showServerPlanes(volumeCells, cells3d);
       volumeCells = [];
       cells3d = [];
     }
@@ -373,6 +376,10 @@ export class Viewer {
     };
     await Promise.all(stackCells.map((c) => this.showStack(c.id, c.element)));
     if (stackCells.length) lap("stack");
+    if (serverCells.length || serverCells3d.length) {
+      await this.showServerPlanes(serverCells, serverCells3d);
+      if (serverCells.length) lap("server");
+    }
     if (volumeCells.length || cells3d.length) {
       await this.ensureVolume();
       lap("volume");
@@ -397,13 +404,17 @@ export class Viewer {
   }
 
   /** MPR and slab cells as server-rendered images; no 3D (it needs the volume here). */
-  private showServerPlanes(cells: { kind: CellKind; element: HTMLDivElement }[], cells3d: { element: HTMLDivElement }[]): void {
+  private async showServerPlanes(
+    cells: { kind: CellKind; element: HTMLDivElement }[],
+    cells3d: { element: HTMLDivElement }[],
+  ): Promise<void> {
     const project = this.options.project;
-    if (!project || !this.volume) return;
+    if (!project || !this.volumeInfo) return;
+    const volume = await this.volumeInfo;
     const base = seriesApi(project, this.series.study, this.series.series);
     for (const cell of cells) {
       const plane: ServerPlaneKind = cell.kind === "mip" ? "axial" : (cell.kind as ServerPlaneKind);
-      const server = new ServerPlane(cell.element, base, plane, this.volume.planes[plane], () => ({
+      const server = new ServerPlane(cell.element, base, plane, volume.planes[plane], () => ({
         window: this.window,
         mode: cell.kind === "mip" ? "mip" : this.slabMode,
         thickness: this.slabThickness,
@@ -455,8 +466,27 @@ export class Viewer {
     const viewport = this.engine.getViewport(id) as Types.IVolumeViewport;
     await viewport.setVolumes([{ volumeId: this.volumeId }]);
     viewport.setProperties({ preset: VOLUME_PRESETS[this.volumePreset] });
+    for (const mesh of this.meshes.values()) viewport.addActor({ uid: mesh.uid, actor: mesh.actor as never });
+    element.dataset.meshes = String(this.meshes.size);
     viewport.render();
     element.dataset.status = "ready";
+  }
+
+  /** Meshes shown in 3D, by uid (kept across layout changes). */
+  readonly meshes = new Map<string, MeshActor>();
+
+  /** Adds (or removes) a mesh in every 3D viewport. */
+  setMesh(mesh: MeshActor, shown: boolean): void {
+    if (shown) this.meshes.set(mesh.uid, mesh);
+    else this.meshes.delete(mesh.uid);
+    for (const cell of this.cells.filter((c) => c.kind === "3d")) {
+      const viewport = this.engine.getViewport(cell.id);
+      if (!viewport) continue;
+      if (shown) viewport.addActor({ uid: mesh.uid, actor: mesh.actor as never });
+      else viewport.removeActors([mesh.uid]);
+      viewport.render();
+      cell.element.dataset.meshes = String(this.meshes.size);
+    }
   }
 
   /** The viewports that show segmentation overlays (all but 3D). */
