@@ -162,7 +162,7 @@ def test_two_annotators_edit_the_pre_label(shared_data: Path, annotate_server: W
     assert values.max() <= THRESHOLD[1], values.max()
     rows, cols = np.nonzero(added[15])
     inside_box = (cols >= xmin) & (cols <= xmax) & (rows >= ymin) & (rows <= ymax)
-    assert inside_box.mean() > 0.8, inside_box.mean()  # mostly the tumour
+    assert inside_box.mean() > 0.7, inside_box.mean()  # mostly the tumour
     # the server's diff agrees: tumour added, the lungs untouched
     assert diff["changed_voxels"] == int(added.sum())
     by_label = {item["value"]: item for item in diff["labels"]}
