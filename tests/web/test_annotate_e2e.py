@@ -117,6 +117,10 @@ def test_two_annotators_edit_the_pre_label(shared_data: Path, annotate_server: W
             "paint": [[start, centre[1]], [end, centre[1]]],
             # B paints in the lung on the other side of the chest
             "other": [[512 - centre[0] - 10, centre[1]], [512 - centre[0] + 10, centre[1]]],
+            # a rectangle over the tumour box's upper half and the lung around it
+            "rect": [[xmin - 20, ymin - 20], [xmax, centre[1] - 10]],
+            # the 3D brush in the other lung
+            "sphere": [512 - centre[0], centre[1] + 30],
         },
         timeout=240,
     )
@@ -195,6 +199,21 @@ def test_two_annotators_edit_the_pre_label(shared_data: Path, annotate_server: W
     assert result["reloaded"]["version"] == str(v2["id"])
     assert any("#2" in item and "annotator-a" in item for item in result["history"])
 
+    # the other tools, on A's reloaded head: the locked lung label kept every voxel under the
+    # rectangle fill, which added tumour voxels; the eraser removed some; the 3D brush reached
+    # the slices either side of the one shown (8 mm apart, 20 mm radius)
+    tools = result["tools"]
+    assert tools["counts0"] == result["painted"]
+    assert tools["rect"]["1"] == result["painted"]["1"]
+    rect_cols = (xmax - (xmin - 20)) + 1
+    rect_rows = (centre[1] - 10 - (ymin - 20)) + 1
+    assert 0 < tools["rect"]["2"] - result["painted"]["2"] <= rect_cols * rect_rows
+    assert tools["erased"]["2"] < tools["rect"]["2"]
+    assert tools["before"][14] == tools["before"][16] == 0
+    assert tools["sphere"][14] > 100
+    assert tools["sphere"][16] > 100
+    assert tools["dirty"] == "1"
+
     # B loaded version 1, edited and saved after A: refused, told the head, nothing overwritten
     b = result["b"]
     assert b["loaded"]["version"] == str(v1["id"])
@@ -209,3 +228,8 @@ def test_two_annotators_edit_the_pre_label(shared_data: Path, annotate_server: W
     assert b["head"]["version"] == str(v2["id"])
     assert b["head"]["counts"] == result["painted"]
     print("annotate e2e:", json.dumps({k: result[k] for k in ("timings", "seconds", "painted")}))
+    print(
+        "annotate tools:",
+        json.dumps({k: tools[k] for k in ("rect", "erased")}),
+        tools["sphere"][13:18],
+    )

@@ -5,7 +5,7 @@
 // against the server.
 // --params: {"study", "series", "labelSet", "users": [[name, password], [name, password]],
 //            "paint": [[col, row], [col, row]], "threshold": [lower, upper], "label": value,
-//            "other": [[col, row], [col, row]]}
+//            "other": [[col, row], [col, row]], "rect": [[col, row], [col, row]], "sphere": [col, row]}
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { imageStats, launch, login, run } from "./lib.mjs";
@@ -46,6 +46,19 @@ async function waitPanel(page, attributes, timeout = 30000) {
 }
 
 const counts = (page) => page.evaluate(() => window.carinaAnnotation.counts());
+// labelled voxels of one value per slice
+const sliceCounts = (page, value) =>
+  page.evaluate((v) => {
+    const { values, shape } = window.carinaAnnotation.labelmap();
+    const plane = shape[1] * shape[2];
+    const out = [];
+    for (let k = 0; k < shape[0]; k++) {
+      let n = 0;
+      for (let i = k * plane; i < (k + 1) * plane; i++) if (values[i] === v) n++;
+      out.push(n);
+    }
+    return out;
+  }, value);
 const panelState = (page) => page.$eval(PANEL, (el) => ({ ...el.dataset }));
 
 async function openStudy(page, url, seg) {
@@ -124,6 +137,30 @@ await run(async (page, opts) => {
     await page.screenshot({ path: out("reloaded.png") }).catch(() => undefined);
     lap("reload");
 
+    // A: the other tools on the reloaded head (not saved): with the lung label locked a rectangle
+    // fill of the tumour label leaves the lung alone; the eraser takes voxels away; the 3D brush
+    // paints the neighbouring slices too
+    const tools = { before: await sliceCounts(page, 2), counts0: reloaded.counts };
+    await page.click(`[data-testid=annot-label][value="${p.label}"]`);
+    await page.check('[data-testid=annot-lock][data-lock="1"]');
+    await page.click("[data-annot-tool=RectangleScissors]");
+    await paint(page, p.rect[0], p.rect[1]);
+    tools.rect = await counts(page);
+    await page.uncheck('[data-testid=annot-lock][data-lock="1"]');
+    await page.click("[data-annot-tool=Eraser]");
+    await paint(page, p.paint[0], p.paint[1]);
+    tools.erased = await counts(page);
+    await page.$eval("[data-testid=annot-brush-size]", (input) => {
+      input.value = "20";
+      input.dispatchEvent(new Event("input"));
+    });
+    await page.click("[data-annot-tool=SphereBrush]");
+    await paint(page, p.sphere, [p.sphere[0] + 2, p.sphere[1]]);
+    tools.sphere = await sliceCounts(page, 2);
+    tools.dirty = (await panelState(page)).dirty;
+    await shot(page, out("tools.png"));
+    lap("tools");
+
     // B: edits from the version it loaded and saves after A: the conflict, no overwrite
     await pageB.click("[data-annot-tool=Brush]");
     await paint(pageB, p.other[0], p.other[1]);
@@ -138,7 +175,7 @@ await run(async (page, opts) => {
     b.head = { ...(await panelState(pageB)), counts: await counts(pageB) };
     b.pageErrors = second.errors;
     lap("conflict");
-    return { created, prelabel, prelabelShot, painted, undone, redone, saved, history, reloaded, b, timings };
+    return { created, prelabel, prelabelShot, painted, undone, redone, saved, history, reloaded, tools, b, timings };
   } finally {
     await second.close();
   }
