@@ -87,6 +87,7 @@ export class AnnotationPanel {
   activeLabel = 1;
   readonly used = new Set<string>();
   private loads = 0;
+  private keys: ((event: KeyboardEvent) => void) | null = null;
   /** The labelmap images being edited, one per slice in the series' order. */
   private labelImages: string[] = [];
   private timer: number | null = null;
@@ -290,16 +291,18 @@ export class AnnotationPanel {
 
     const undo = h("button", { type: "button", "data-testid": "annot-undo" }, "Undo");
     const redo = h("button", { type: "button", "data-testid": "annot-redo" }, "Redo");
-    undo.addEventListener("click", () => {
-      coreUtilities.HistoryMemo.DefaultHistoryMemo.undo();
-      this.setDirty(true);
-      this.viewer.renderAll();
-    });
-    redo.addEventListener("click", () => {
-      coreUtilities.HistoryMemo.DefaultHistoryMemo.redo();
-      this.setDirty(true);
-      this.viewer.renderAll();
-    });
+    undo.addEventListener("click", () => this.undo(false));
+    redo.addEventListener("click", () => this.undo(true));
+    // Ctrl+Z / Ctrl+Shift+Z (or Ctrl+Y) while editing, unless typing in a field
+    this.keys = (event: KeyboardEvent) => {
+      if (!this.loaded || !(event.ctrlKey || event.metaKey)) return;
+      if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement) return;
+      const key = event.key.toLowerCase();
+      if (key !== "z" && key !== "y") return;
+      event.preventDefault();
+      this.undo(key === "y" || event.shiftKey);
+    };
+    document.addEventListener("keydown", this.keys);
 
     const save = h("button", { type: "button", "data-testid": "annot-save" }, "Save");
     save.addEventListener("click", () => void this.save());
@@ -404,6 +407,16 @@ export class AnnotationPanel {
     if (!name && restoreViewerTool && Object.keys(EDIT_TOOLS).includes(this.viewer.activeTool)) this.viewer.setTool("WindowLevel");
     for (const button of this.tools.querySelectorAll<HTMLElement>("button")) button.classList.toggle("on", button.dataset.annotTool === name);
     this.root.dataset.tool = name ?? "";
+  }
+
+  /** Undoes (or redoes) the last edit of Cornerstone's history. */
+  undo(redo: boolean): void {
+    const memo = coreUtilities.HistoryMemo.DefaultHistoryMemo;
+    if (redo ? !memo.canRedo : !memo.canUndo) return;
+    if (redo) memo.redo();
+    else memo.undo();
+    this.setDirty(true);
+    this.viewer.renderAll();
   }
 
   private clearHistory(): void {
@@ -542,6 +555,7 @@ export class AnnotationPanel {
 
   destroy(): void {
     if (window.carinaAnnotation === this) window.carinaAnnotation = undefined;
+    if (this.keys) document.removeEventListener("keydown", this.keys);
     if (this.timer !== null) window.clearInterval(this.timer);
     for (const [type, handler] of this.listeners) eventTarget.removeEventListener(type, handler);
   }
