@@ -191,6 +191,12 @@ export class AnnotationPanel {
   /** Opens a segmentation and loads its head version (or an empty map when it has none). */
   async open(id: number): Promise<void> {
     const seg = await this.api.segmentation(id);
+    if (seg.series !== this.viewer.series.series) {
+      // e.g. a segmentation kept in the URL while another series of the study was opened
+      this.options.onOpen?.(null);
+      this.setStatus("idle", `Segmentation #${id} is of another series`);
+      return;
+    }
     this.seg = seg;
     this.segSelect.value = String(id);
     this.root.dataset.seg = String(id);
