@@ -136,12 +136,14 @@ def test_two_annotators_edit_the_pre_label(shared_data: Path, annotate_server: W
     with server.client() as client:
         info = client.get(f"/api/projects/{PROJECT}/segmentations/{seg_id}").json()
         versions = info["versions"]
-        assert [v["number"] for v in versions] == [1, 2]  # B's save made nothing
-        v1, v2 = versions
+        # B's save made nothing: every version is A's
+        assert [v["number"] for v in versions] == list(range(1, len(versions) + 1))
+        assert {v["author"] for v in versions} == {"annotator-a"}
+        v1, v2 = versions[:2]
         assert v1["model"] == "lung-threshold v1"
         assert v1["author"] == "annotator-a"
         assert v2["parent"] == v1["id"]
-        assert info["head"] == v2["id"]
+        assert info["head"] == versions[-1]["id"]
         assert v2["author"] == "annotator-a"
         assert v2["tool"] == f"ThresholdBrush[{THRESHOLD[0]},{THRESHOLD[1]}]"
         assert v2["comment"] == "tumour by threshold brush"
@@ -212,7 +214,17 @@ def test_two_annotators_edit_the_pre_label(shared_data: Path, annotate_server: W
     assert tools["before"][14] == tools["before"][16] == 0
     assert tools["sphere"][14] > 100
     assert tools["sphere"][16] > 100
-    assert tools["dirty"] == "1"
+    # autosave (every 3 s) saved the tools' edits as A's versions on top of version 2, one after
+    # the other, each recording the tools it used; the last is the head, as the page held it
+    later = versions[2:]
+    assert later
+    assert all(v["author"] == "annotator-a" for v in later)
+    assert [v["parent"] for v in later] == [v["id"] for v in versions[1:-1]]
+    used = {name for v in later for name in v["tool"].split(",")}
+    assert used == {"RectangleScissors", "Eraser", "SphereBrush"}
+    head = versions[-1]
+    assert tools["autosaved"]["version"] == str(head["id"])
+    assert {k: c for k, c in head["voxel_counts"].items() if c} == tools["final"]
 
     # B loaded version 1, edited and saved after A: refused, told the head, nothing overwritten
     b = result["b"]
@@ -220,16 +232,17 @@ def test_two_annotators_edit_the_pre_label(shared_data: Path, annotate_server: W
     assert b["edited"] != result["prelabel"]["counts"]
     assert b["afterConflict"]["status"] == "conflict"
     assert b["conflict"]["hidden"] is False
-    assert b["conflict"]["head"] == str(v2["id"])
-    assert b["conflict"]["headNumber"] == "2"
-    assert "version #2" in b["conflict"]["text"]
+    assert b["conflict"]["head"] == str(head["id"])
+    assert b["conflict"]["headNumber"] == str(head["number"])
+    assert f"version #{head['number']}" in b["conflict"]["text"]
     assert "annotator-a" in b["conflict"]["text"]
     # loading the head gives B exactly A's version
-    assert b["head"]["version"] == str(v2["id"])
-    assert b["head"]["counts"] == result["painted"]
+    assert b["head"]["version"] == str(head["id"])
+    assert b["head"]["counts"] == tools["final"]
     print("annotate e2e:", json.dumps({k: result[k] for k in ("timings", "seconds", "painted")}))
     print(
         "annotate tools:",
         json.dumps({k: tools[k] for k in ("rect", "erased")}),
         tools["sphere"][13:18],
+        [(v["number"], v["parent"], v["tool"]) for v in versions],
     )

@@ -20,6 +20,7 @@ async function shot(page, path) {
 }
 
 async function paint(page, from, to) {
+  const edits = await page.evaluate(() => window.carinaAnnotation.edits);
   const a = await page.evaluate(([c, r]) => window.carinaViewer.imageToPage(c, r), from);
   const b = await page.evaluate(([c, r]) => window.carinaViewer.imageToPage(c, r), to);
   await page.mouse.move(a[0], a[1]);
@@ -31,7 +32,8 @@ async function paint(page, from, to) {
     await page.waitForTimeout(40);
   }
   await page.mouse.up();
-  await waitPanel(page, `[data-dirty="1"]`, 10000);
+  // the panel counted the edit (autosave may already have saved it)
+  await page.waitForFunction((before) => window.carinaAnnotation.edits > before, edits, { timeout: 10000 });
   await page.waitForTimeout(300);
 }
 
@@ -140,7 +142,10 @@ await run(async (page, opts) => {
     // A: the other tools on the reloaded head (not saved): with the lung label locked a rectangle
     // fill of the tumour label leaves the lung alone; the eraser takes voxels away; the 3D brush
     // paints the neighbouring slices too
-    const tools = { before: await sliceCounts(page, 2), counts0: reloaded.counts };
+    // (with autosave every 3 s: the page opened again with ?autosave=3)
+    await page.goto(`${page.url()}&autosave=3`);
+    await waitPanel(page, `[data-status=ready][data-number="${saved.number}"][data-autosave="3"]`, 60000);
+    const tools = { before: await sliceCounts(page, 2), counts0: await counts(page) };
     await page.click(`[data-testid=annot-label][value="${p.label}"]`);
     await page.check('[data-testid=annot-lock][data-lock="1"]');
     await page.click("[data-annot-tool=RectangleScissors]");
@@ -157,8 +162,11 @@ await run(async (page, opts) => {
     await page.click("[data-annot-tool=SphereBrush]");
     await paint(page, p.sphere, [p.sphere[0] + 2, p.sphere[1]]);
     tools.sphere = await sliceCounts(page, 2);
-    tools.dirty = (await panelState(page)).dirty;
     await shot(page, out("tools.png"));
+    // autosave catches up: nothing left unsaved, the head is what the page holds
+    await waitPanel(page, `[data-dirty="0"][data-status=saved]`, 20000);
+    tools.autosaved = await panelState(page);
+    tools.final = await counts(page);
     lap("tools");
 
     // B: edits from the version it loaded and saves after A: the conflict, no overwrite
@@ -171,7 +179,7 @@ await run(async (page, opts) => {
     b.afterConflict = await panelState(pageB);
     await pageB.screenshot({ path: out("conflict.png") }).catch(() => undefined);
     await pageB.click("[data-testid=annot-load-head]");
-    await waitPanel(pageB, `[data-status=ready][data-number="${saved.number}"]`, 30000);
+    await waitPanel(pageB, `[data-status=ready][data-version="${b.conflict.head}"]`, 30000);
     b.head = { ...(await panelState(pageB)), counts: await counts(pageB) };
     b.pageErrors = second.errors;
     lap("conflict");

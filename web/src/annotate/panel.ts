@@ -87,6 +87,8 @@ export class AnnotationPanel {
   activeLabel = 1;
   readonly used = new Set<string>();
   private loads = 0;
+  /** Edits made since the page opened: a save marks the map clean only if none came in meanwhile. */
+  edits = 0;
   private keys: ((event: KeyboardEvent) => void) | null = null;
   /** The labelmap images being edited, one per slice in the series' order. */
   private labelImages: string[] = [];
@@ -136,6 +138,7 @@ export class AnnotationPanel {
       // only edits count: loading and rendering a map signal modifications too
       if (!this.loaded || !this.tool || detail?.segmentationId !== this.loaded.id) return;
       this.used.add(this.toolDescription(this.tool));
+      this.edits++;
       this.setDirty(true);
     });
     this.setAutosave(options.autosaveSeconds ?? 0);
@@ -315,7 +318,9 @@ export class AnnotationPanel {
     const autosave = h(
       "select",
       { "data-testid": "annot-autosave", "aria-label": "Autosave" },
-      ...[0, 30, 60, 120, 300].map((s) => h("option", { value: s }, s ? `Autosave every ${s} s` : "Autosave off")),
+      ...[...new Set([0, 30, 60, 120, 300, this.options.autosaveSeconds ?? 0])]
+        .sort((a, b) => a - b)
+        .map((s) => h("option", { value: s }, s ? `Autosave every ${s} s` : "Autosave off")),
     );
     autosave.value = String(this.options.autosaveSeconds ?? 0);
     autosave.addEventListener("change", () => this.setAutosave(Number(autosave.value)));
@@ -421,6 +426,7 @@ export class AnnotationPanel {
     if (redo ? !memo.canRedo : !memo.canUndo) return;
     if (redo) memo.redo();
     else memo.undo();
+    this.edits++;
     this.setDirty(true);
     this.viewer.renderAll();
   }
@@ -484,13 +490,17 @@ export class AnnotationPanel {
     this.setStatus("saving", "Saving…");
     try {
       const labelmap = this.labelmap();
-      const tool = [...this.used].join(",").slice(0, 128) || "manual";
+      const edits = this.edits;
+      const used = [...this.used];
+      const tool = used.join(",").slice(0, 128) || "manual";
       const saved = await this.api.saveVersion(seg.id, labelmap, { parent: this.version?.id ?? null, tool, comment: this.comment.value.trim() });
       this.seg = await this.api.segmentation(seg.id);
       this.version = saved;
-      this.used.clear();
+      // edits made while the request was on its way stay unsaved (and their tools listed)
+      const newer = this.edits !== edits;
+      for (const name of used) if (!newer) this.used.delete(name);
       this.comment.value = "";
-      this.setDirty(false);
+      this.setDirty(newer);
       let voxels = 0;
       for (const v of labelmap.values) if (v) voxels++;
       this.root.dataset.version = String(saved.id);

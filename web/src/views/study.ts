@@ -74,6 +74,7 @@ export async function mountStudy(
       const segParam = Number(new URLSearchParams(location.search).get("seg")) || null;
       annotations = await mountAnnotationPanel(viewer.side, viewer, ctx.api, project, {
         open: segParam,
+        autosaveSeconds: Number(new URLSearchParams(location.search).get("autosave")) || 0,
         onOpen: (seg) => {
           const search = new URLSearchParams(location.search);
           if (seg) search.set("seg", String(seg));
