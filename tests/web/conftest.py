@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,20 +64,10 @@ def web_bundle() -> Path:
     return WEB / "dist"
 
 
-@pytest.fixture(scope="session")
-def web_server(tmp_path_factory: pytest.TempPathFactory, web_bundle: Path) -> Iterator[WebServer]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"chromium not found at {CHROMIUM} (scripts/system-deps.sh installs it)")
-    data_dir = tmp_path_factory.mktemp("web") / "data"
-    settings = Settings(data_dir=data_dir, dicom_port=None, jobs_workers=0, web_dir=web_bundle)
-    app = create_app(settings)
-    # the user and project through the same store the server opens
-    from fastapi.testclient import TestClient
-
-    with TestClient(app):
-        store = app.state.auth
-        store.create_user(USER, PASSWORD)
-        store.create_project(store.principal(USER), PROJECT, "Lung nodules")
+@contextmanager
+def serve(data_dir: Path, web_bundle: Path) -> Iterator[WebServer]:
+    """``carina serve`` on a free loopback port over ``data_dir`` (users and projects are made
+    through the same store beforehand), stopped on exit."""
     port = _free_port()
     env = {
         **os.environ,
@@ -128,6 +119,29 @@ def web_server(tmp_path_factory: pytest.TempPathFactory, web_bundle: Path) -> It
             process.kill()
             process.wait()
         log.close()
+
+
+def prepare(data_dir: Path, web_bundle: Path) -> None:
+    """The data directory of a test server: user USER, owner of project PROJECT."""
+    settings = Settings(data_dir=data_dir, dicom_port=None, jobs_workers=0, web_dir=web_bundle)
+    app = create_app(settings)
+    # the user and project through the same store the server opens
+    from fastapi.testclient import TestClient
+
+    with TestClient(app):
+        store = app.state.auth
+        store.create_user(USER, PASSWORD)
+        store.create_project(store.principal(USER), PROJECT, "Lung nodules")
+
+
+@pytest.fixture(scope="session")
+def web_server(tmp_path_factory: pytest.TempPathFactory, web_bundle: Path) -> Iterator[WebServer]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"chromium not found at {CHROMIUM} (scripts/system-deps.sh installs it)")
+    data_dir = tmp_path_factory.mktemp("web") / "data"
+    prepare(data_dir, web_bundle)
+    with serve(data_dir, web_bundle) as server:
+        yield server
 
 
 def run_e2e(

@@ -55,15 +55,39 @@ export async function listSegmentations(project: string, study: string, series: 
 
 /** Fetches a SEG's label map and registers it as a Cornerstone labelmap on the series' images. */
 export async function loadSegmentation(viewer: Viewer, project: string, summary: SegSummary): Promise<LoadedSegmentation> {
-  const { study, series, imageIds, rows, columns } = viewer.series;
+  const { study, series } = viewer.series;
   const response = await fetch(`${seriesBase(project, study, series)}/segmentations/${summary.series}/labelmap`, {
     credentials: "same-origin",
   });
   if (!response.ok) throw new Error(`label map: HTTP ${response.status}`);
+  const id = `${viewer.id}-seg-${summary.series}`;
+  const { voxels } = registerLabelmap(viewer, id, await readLabelmap(response));
+  const loaded = new LoadedSegmentation(id, summary, voxels);
+  viewer.addSegmentation(loaded);
+  return loaded;
+}
+
+/** A label map on the wire (X-Carina-Shape / X-Carina-Dtype headers, raw little-endian body). */
+export interface RawLabelmap {
+  shape: number[];
+  values: Uint8Array | Uint16Array;
+}
+
+export async function readLabelmap(response: Response): Promise<RawLabelmap> {
   const shape = (response.headers.get("X-Carina-Shape") ?? "").split(",").map(Number);
   const dtype = response.headers.get("X-Carina-Dtype") ?? "uint8";
   const buffer = await response.arrayBuffer();
-  const values = dtype === "uint16" ? new Uint16Array(buffer) : new Uint8Array(buffer);
+  return { shape, values: dtype === "uint16" ? new Uint16Array(buffer) : new Uint8Array(buffer) };
+}
+
+/**
+ * Puts a (slices, rows, columns) label map on labelmap images derived from the series' images
+ * and registers them as the Cornerstone labelmap segmentation `id`; returns the labelled voxels
+ * and the labelmap images' ids (in the series' order).
+ */
+export function registerLabelmap(viewer: Viewer, id: string, labelmap: RawLabelmap): { voxels: number; imageIds: string[] } {
+  const { imageIds, rows, columns } = viewer.series;
+  const { shape, values } = labelmap;
   if (shape.length !== 3 || shape[0] !== imageIds.length || shape[1] !== rows || shape[2] !== columns) {
     throw new Error(`the label map's grid ${shape.join("x")} is not the series' ${imageIds.length}x${rows}x${columns}`);
   }
@@ -76,16 +100,13 @@ export async function loadSegmentation(viewer: Viewer, project: string, summary:
     target.set(slice);
     for (let i = 0; i < slice.length; i++) if (slice[i]) voxels++;
   });
-  const id = `${viewer.id}-seg-${summary.series}`;
   segmentation.addSegmentations([
     {
       segmentationId: id,
       representation: { type: LABELMAP, data: { imageIds: images.map((image) => image.imageId) } },
     },
   ]);
-  const loaded = new LoadedSegmentation(id, summary, voxels);
-  viewer.addSegmentation(loaded);
-  return loaded;
+  return { voxels, imageIds: images.map((image) => image.imageId) };
 }
 
 /** Shows a loaded segmentation on the 2D viewports of the viewer with its current style. */

@@ -489,6 +489,11 @@ export class Viewer {
     }
   }
 
+  /** The tool groups of the 2D viewports (panels add their own tools to them, e.g. label editing). */
+  toolGroupIds(): string[] {
+    return [this.stackGroupId, this.volumeGroupId];
+  }
+
   /** The viewports that show segmentation overlays (all but 3D). */
   overlayViewportIds(): string[] {
     return this.cells.filter((c) => c.kind !== "3d" && this.engine.getViewport(c.id)).map((c) => c.id);

@@ -1,6 +1,7 @@
 // A study: its series as thumbnails (server-rendered), and the viewer on the chosen series.
 import { tagValue, type DicomJson } from "../api/client";
 import { h } from "../dom";
+import { mountAnnotationPanel, type AnnotationPanel } from "../annotate/panel";
 import type { AppContext } from "../main";
 import { mountSegmentationPanel } from "../viewer/segmentations";
 import { loadSeries } from "../viewer/series";
@@ -26,6 +27,7 @@ export async function mountStudy(
   const back = h("a", { href: `/p/${encodeURIComponent(project)}`, "data-link": "" }, "‹ Worklist");
   container.append(h("div", { class: "row" }, back, title), h("div", { class: "study" }, list, stage));
   let viewer: Viewer | null = null;
+  let annotations: AnnotationPanel | null = null;
   let disposed = false;
 
   const studies = await ctx.api.qido(project, "studies", { StudyInstanceUID: study });
@@ -40,6 +42,8 @@ export async function mountStudy(
   const root = ctx.api.dicomweb(project);
 
   const open = async (uid: string) => {
+    annotations?.destroy();
+    annotations = null;
     viewer?.destroy();
     viewer = null;
     window.carinaViewer = undefined;
@@ -66,6 +70,18 @@ export async function mountStudy(
       });
       window.carinaViewer = viewer;
       void mountSegmentationPanel(viewer.side, viewer, project);
+      // label editing: the segmentation being edited is kept in the URL (?seg=) across reloads
+      const segParam = Number(new URLSearchParams(location.search).get("seg")) || null;
+      annotations = await mountAnnotationPanel(viewer.side, viewer, ctx.api, project, {
+        open: segParam,
+        autosaveSeconds: Number(new URLSearchParams(location.search).get("autosave")) || 0,
+        onOpen: (seg) => {
+          const search = new URLSearchParams(location.search);
+          if (seg) search.set("seg", String(seg));
+          else search.delete("seg");
+          history.replaceState(null, "", `${location.pathname}?${search}`);
+        },
+      });
     } catch (error) {
       stage.replaceChildren(h("p", { class: "error", "data-testid": "viewer-error" }, `Cannot show the series: ${String(error)}`));
     }
@@ -98,6 +114,7 @@ export async function mountStudy(
 
   return () => {
     disposed = true;
+    annotations?.destroy();
     viewer?.destroy();
     window.carinaViewer = undefined;
   };
