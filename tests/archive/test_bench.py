@@ -157,6 +157,24 @@ def _measure(
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, capture_output=True, timeout=300)
     figures["C-STORE (storescu)"] = _rate(COUNT, time.perf_counter() - start)
+    # C-STORE, four associations at once (four storescu processes, a quarter each)
+    quarters = [tmp / f"{ae_title}-{n}" for n in range(4)]
+    for quarter in quarters:
+        quarter.mkdir()
+    for index, data in enumerate(_instances(files, "cstore4")):
+        (quarters[index % 4] / f"{index:04}.dcm").write_bytes(data)
+    start = time.perf_counter()
+    senders = [
+        subprocess.Popen(
+            [*command[:-1], str(quarter)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for quarter in quarters
+    ]
+    assert [sender.wait(300) for sender in senders] == [0, 0, 0, 0]
+    figures["C-STORE (4 associations)"] = _rate(COUNT, time.perf_counter() - start)
     # STOW-RS, 20 instances per request
     stow = _instances(files, "stow")
 
@@ -184,6 +202,19 @@ def _measure(
             http.get(f"{series}/instances/{sop}", headers=accept).raise_for_status()
 
     figures["WADO-RS instance"] = _rate(len(sops), _timed(wado_all))
+    octets = {"Accept": 'multipart/related; type="application/octet-stream"'}
+
+    def frames_all() -> None:
+        for sop in sops:
+            http.get(f"{series}/instances/{sop}/frames/1", headers=octets).raise_for_status()
+
+    figures["WADO-RS frames (uncompressed)"] = _rate(len(sops), _timed(frames_all))
+
+    def whole_series() -> None:
+        body = http.get(series, headers=accept).raise_for_status().content
+        assert len(body) > COUNT * 512 * 512 * 2
+
+    figures[f"WADO-RS whole series ({COUNT})"] = _rate(COUNT, _timed(whole_series))
 
     def qido() -> None:
         http.get(f"{url}/dicom-web/studies").raise_for_status()
