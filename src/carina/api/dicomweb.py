@@ -295,9 +295,14 @@ def _qido(
     include_all = False
     limit: int | None = None
     offset = 0
+    fuzzy = False
     try:
         for key, value in request.query_params.multi_items():
-            if key == "includefield":
+            if key == "fuzzymatching":
+                if value.lower() not in ("true", "false"):
+                    raise QueryError(f"fuzzymatching is true or false, got {value!r}")
+                fuzzy = value.lower() == "true"
+            elif key == "includefield":
                 for name in re.split(r"[,\s]+", value):
                     if name == "all":
                         include_all = True
@@ -324,6 +329,7 @@ def _qido(
         include_all=include_all,
         limit=(min(limit, QIDO_MAX_RESULTS) if limit is not None else QIDO_MAX_RESULTS) + 1,
         offset=offset,
+        fuzzy=fuzzy,
         study_scope=get_auth(request).study_scope(project)
         if (project := _access(request).project)
         else None,

@@ -2,7 +2,9 @@
 
 Supported: single value, universal (empty or ``*``), wildcard (``*`` and ``?``), date and time
 ranges (``A-B``, ``A-``, ``-B``) and UID lists (``,`` or ``\\`` separated). Person names match
-case-insensitively. Results are DICOM JSON objects (``dict``).
+case-insensitively; with fuzzy matching, every word of the query must begin a word of the name, in
+any order, ignoring case and diacritics (``"joh doe"`` matches ``DOE^JOHN``, ``muller`` matches
+``Müller^Hans``). Results are DICOM JSON objects (``dict``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from carina.core.errors import CarinaError
 from carina.db import Instance, Patient, Series, Study
+from carina.db.names import name_words
 
 
 class QueryError(CarinaError):
@@ -157,6 +160,23 @@ def _text_match(column: Any, value: str, vr: str) -> ColumnElement[bool]:
     return column == value  # type: ignore[no-any-return]
 
 
+# search forms of person names (carina.db.names), used by fuzzy matching
+_FUZZY_COLUMNS: dict[str, Any] = {
+    "PatientName": Patient.patient_name_words,
+    "ReferringPhysicianName": Study.referring_physician_words,
+}
+
+
+def _fuzzy_match(column: Any, value: str) -> ColumnElement[bool]:
+    """Every query word (wildcards allowed) begins a word of the stored search form."""
+    conditions = [
+        column.like("% " + _like_pattern(word) + "%", escape="\\")
+        for word in name_words(value)
+        if word.strip("*")
+    ]
+    return and_(true(), *conditions)
+
+
 def _range_match(column: Any, value: str, vr: str) -> ColumnElement[bool]:
     if "-" not in value:
         if vr == "TM":
@@ -178,9 +198,11 @@ def _int_value(keyword: str, value: str) -> int:
         raise QueryError(f"{keyword} needs an integer, got {value!r}") from exc
 
 
-def _condition(attribute: Attribute, value: str) -> ColumnElement[bool] | None:
+def _condition(attribute: Attribute, value: str, fuzzy: bool = False) -> ColumnElement[bool] | None:
     if value in ("", "*"):
         return None
+    if fuzzy and attribute.keyword in _FUZZY_COLUMNS:
+        return _fuzzy_match(_FUZZY_COLUMNS[attribute.keyword], value)
     if attribute.keyword == "ModalitiesInStudy":
         wanted = [v for v in value.replace(",", "\\").split("\\") if v]
         inner = select(Series.id).where(Series.study_pk == Study.id)
@@ -215,7 +237,8 @@ def _element(vr: str, value: Any) -> dict[str, Any]:
 class Query:
     """A search at ``level``; ``study_uid``/``series_uid`` scope it to a study or series.
 
-    ``study_scope``, a selectable of StudyInstanceUIDs, restricts it to those studies.
+    ``study_scope``, a selectable of StudyInstanceUIDs, restricts it to those studies; ``fuzzy``
+    turns on fuzzy matching of person names.
     """
 
     level: Level
@@ -227,6 +250,7 @@ class Query:
     limit: int | None = None
     offset: int = 0
     study_scope: Any = None
+    fuzzy: bool = False
 
 
 def build_statement(query: Query) -> Select[Any]:
@@ -275,7 +299,7 @@ def build_statement(query: Query) -> Select[Any]:
             raise QueryError(f"matching on {keyword} is not supported")
         if _RANK[attribute.level] > _RANK[level]:
             raise QueryError(f"{keyword} is below the {level.value.lower()} level")
-        condition = _condition(attribute, value)
+        condition = _condition(attribute, value, query.fuzzy)
         if condition is not None:
             stmt = stmt.where(condition)
     stmt = stmt.order_by(*order).offset(query.offset)

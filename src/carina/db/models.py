@@ -7,6 +7,7 @@ Columns hold the attributes QIDO-RS and C-FIND match on, as DICOM strings (dates
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,7 +24,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from carina.db.names import search_form
+
 UID = String(64)
+
+
+def _words(context: Any, column: str) -> str:
+    """Default of a ``*_words`` column: the search form of the name inserted beside it."""
+    return search_form(str(context.get_current_parameters().get(column) or ""))
 
 
 class Base(DeclarativeBase):
@@ -43,6 +51,10 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(64), index=True)
     patient_name: Mapped[str] = mapped_column(String(324), default="", index=True)
+    # folded words of the name (see carina.db.names), for fuzzy matching
+    patient_name_words: Mapped[str] = mapped_column(
+        String(400), default=lambda context: _words(context, "patient_name"), server_default=""
+    )
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")
 
@@ -63,6 +75,11 @@ class Study(Base):
     study_id: Mapped[str] = mapped_column(String(64), default="")
     study_description: Mapped[str] = mapped_column(String(256), default="")
     referring_physician_name: Mapped[str] = mapped_column(String(324), default="")
+    referring_physician_words: Mapped[str] = mapped_column(
+        String(400),
+        default=lambda context: _words(context, "referring_physician_name"),
+        server_default="",
+    )
     modalities_in_study: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
