@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import hashlib
 import logging
+import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload, sessionmaker
 
@@ -113,6 +119,38 @@ def _stored(instance: Instance, series_uid: str, study_uid: str) -> StoredInstan
     )
 
 
+def _exit_with_parent(parent: int) -> None:
+    """In a parsing process: exit as soon as the process that started it is gone (even killed)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _parse_in_pool(data: bytes) -> ParsedInstance | tuple[str, str | None]:
+    """:func:`parse_instance` in a parsing process: unchanged bytes are not sent back."""
+    try:
+        parsed = parse_instance(data)
+    except InstanceRejected as exc:
+        return (exc.reason, exc.sop_instance_uid)
+    if not parsed.rewritten:
+        parsed = dataclasses.replace(parsed, data=b"")
+    return parsed
+
+
+def _restore(
+    outcome: ParsedInstance | tuple[str, str | None], data: bytes
+) -> ParsedInstance | InstanceRejected:
+    if isinstance(outcome, tuple):
+        return InstanceRejected(outcome[0], outcome[1])
+    if not outcome.rewritten:
+        return dataclasses.replace(outcome, data=data)
+    return outcome
+
+
 def _conflict_reason(uid: str) -> str:
     return f"SOPInstanceUID {uid} is already stored with different content"
 
@@ -124,8 +162,18 @@ class Archive:
     migrations and the start-up consistency check (:meth:`recover`).
     """
 
-    def __init__(self, data_dir: Path, database_url: str | None = None, *, recover: bool = True):
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        *,
+        recover: bool = True,
+        parse_processes: int = 0,
+    ):
         self.data_dir = data_dir
+        self.parse_processes = parse_processes
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = FileStore(data_dir)
         self.engine: Engine = create_db_engine(
@@ -133,13 +181,21 @@ class Archive:
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._lock = threading.Lock()
+        # series already in the catalog (SeriesInstanceUID -> primary key, StudyInstanceUID):
+        # instances of a series being received skip looking it up again. Series are never
+        # removed from the catalog; the entries are filled only after a commit.
+        self._known_series: dict[str, tuple[int, str]] = {}
         with self._write_lock():
             upgrade_database(self.engine)
         if recover:
             self.recover()
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections and stop the parsing processes."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         self.engine.dispose()
 
     def __enter__(self) -> Archive:
@@ -185,9 +241,12 @@ class Archive:
         """
         results: list[IngestResult | None] = [None] * len(items)
         parsed: list[tuple[int, ParsedInstance]] = []
-        for index, (source, data) in enumerate(items):
+        outcomes = self._parse_all([data for _, data in items])
+        for index, ((source, _data), outcome) in enumerate(zip(items, outcomes, strict=True)):
             try:
-                instance = parse_instance(data)
+                if isinstance(outcome, InstanceRejected):
+                    raise outcome
+                instance = outcome
                 if study_uid is not None and instance.study_instance_uid != study_uid:
                     raise InstanceRejected(
                         f"StudyInstanceUID {instance.study_instance_uid} is not {study_uid}",
@@ -203,6 +262,48 @@ class Archive:
                 for index, result in self._commit_batch([(i, items[i][0], p) for i, p in parsed]):
                     results[index] = result
         return [r for r in results if r is not None]
+
+    def _parse_all(self, datas: list[bytes]) -> list[ParsedInstance | InstanceRejected]:
+        """Parse in the processes of the pool when there is one, else in this thread.
+
+        Parsing holds the interpreter for milliseconds per instance; in other processes, ingests
+        arriving on several connections at once are parsed side by side. A pool whose process
+        died is replaced; the instances of that call are parsed here.
+        """
+        pool = self._parse_pool()
+        if pool is not None:
+            try:
+                outcomes = list(pool.map(_parse_in_pool, datas, chunksize=4))
+            except (BrokenProcessPool, OSError, RuntimeError):
+                log.exception("parsing processes failed; parsing in the server process")
+                with self._pool_lock:
+                    if self._pool is pool:
+                        self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            else:
+                return [
+                    _restore(outcome, data) for outcome, data in zip(outcomes, datas, strict=True)
+                ]
+        out: list[ParsedInstance | InstanceRejected] = []
+        for data in datas:
+            try:
+                out.append(parse_instance(data))
+            except InstanceRejected as exc:
+                out.append(exc)
+        return out
+
+    def _parse_pool(self) -> ProcessPoolExecutor | None:
+        if self.parse_processes <= 0:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    self.parse_processes,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
+            return self._pool
 
     def _commit_batch(
         self, batch: list[tuple[int, str | None, ParsedInstance]]
@@ -223,7 +324,8 @@ class Archive:
             patients: dict[tuple[str, str, str], Patient] = {}
             studies: dict[str, Study] = {}
             series_by_uid: dict[str, Series] = {}
-            to_write: list[tuple[int, str | None, ParsedInstance, Series]] = []
+            to_write: list[tuple[int, str | None, ParsedInstance, Series | int]] = []
+            new_series = False
             journal: Path | None = None
             try:
                 for index, source, p in batch:
@@ -237,39 +339,57 @@ class Archive:
                             reason = _conflict_reason(p.sop_instance_uid)
                             out.append((index, _result(p, IngestStatus.CONFLICT, source, reason)))
                         continue
+                    target: Series | int
                     try:
-                        series = self._series_for(session, p, patients, studies, series_by_uid)
+                        known_pk = self._known_series_pk(p)
+                        if known_pk is None:
+                            found = self._series_for(session, p, patients, studies, series_by_uid)
+                            new_series = new_series or found.id is None
+                            target = found
+                        else:
+                            target = known_pk
                     except InstanceRejected as exc:
                         out.append((index, _result(p, IngestStatus.REJECTED, source, exc.reason)))
                         continue
                     known[p.sop_instance_uid] = p.dataset_sha256
-                    to_write.append((index, source, p, series))
+                    to_write.append((index, source, p, target))
                 if not to_write:
                     session.rollback()
                     return out
                 journal = self.store.begin(
                     [self.store.relative_path(p.sop_instance_uid) for _, _, p, _ in to_write]
                 )
-                for index, source, p, series in to_write:
+                instance_rows: list[dict[str, object]] = []
+                for index, source, p, target in to_write:
                     relative = self.store.relative_path(p.sop_instance_uid)
                     self.store.write(relative, p.data)
                     written.append(relative)
-                    session.add(
-                        Instance(
-                            sop_instance_uid=p.sop_instance_uid,
-                            series=series,
-                            sop_class_uid=p.sop_class_uid,
-                            transfer_syntax_uid=p.transfer_syntax_uid,
-                            size=len(p.data),
-                            sha256=p.sha256,
-                            dataset_sha256=p.dataset_sha256,
-                            path=relative,
-                            metadata_json=p.metadata_json,
+                    instance_rows.append(
+                        {
+                            "sop_instance_uid": p.sop_instance_uid,
+                            "series_pk": target,
+                            "sop_class_uid": p.sop_class_uid,
+                            "transfer_syntax_uid": p.transfer_syntax_uid,
+                            "size": len(p.data),
+                            "sha256": p.sha256,
+                            "dataset_sha256": p.dataset_sha256,
+                            "path": relative,
+                            "metadata_json": p.metadata_json,
                             **p.instance,
-                        )
+                        }
                     )
                     out.append((index, _result(p, IngestStatus.STORED, source, None)))
+                if new_series:
+                    session.flush()  # primary keys of the series created by this batch
+                for row in instance_rows:
+                    series_ref = row["series_pk"]
+                    if isinstance(series_ref, Series):
+                        row["series_pk"] = series_ref.id
+                # one executemany, without the ORM's per-object bookkeeping
+                session.execute(insert(Instance), instance_rows)
                 session.commit()
+                for uid, entry in series_by_uid.items():
+                    self._known_series[uid] = (entry.id, entry.study.study_instance_uid)
             except (SQLAlchemyError, StorageError, OSError) as exc:
                 with contextlib.suppress(SQLAlchemyError):
                     session.rollback()
@@ -304,6 +424,19 @@ class Archive:
                 with contextlib.suppress(StorageError):
                     self.store.remove(relative)
         return True
+
+    def _known_series_pk(self, p: ParsedInstance) -> int | None:
+        """The catalog key of the instance's series when a committed ingest has seen it."""
+        known = self._known_series.get(p.series_instance_uid)
+        if known is None:
+            return None
+        series_pk, study_uid = known
+        if study_uid != p.study_instance_uid:
+            raise InstanceRejected(
+                f"SeriesInstanceUID {p.series_instance_uid} belongs to study "
+                f"{study_uid}, not {p.study_instance_uid}"
+            )
+        return series_pk
 
     def _series_for(
         self,

@@ -15,7 +15,7 @@ from rich.table import Table
 from carina.archive import IngestResult, IngestStatus
 from carina.core.errors import CarinaError
 from carina.services.archive import open_archive
-from carina.services.settings import Settings
+from carina.services.settings import Settings, auto_ingest_processes
 
 BATCH_FILES = 200
 BATCH_BYTES = 64 * 1024 * 1024
@@ -96,7 +96,10 @@ def import_command(
 ) -> None:
     """Import DICOM files into the archive; already stored instances are skipped."""
     try:
-        archive = open_archive(Settings(data_dir=data_dir, database_url=database_url))
+        settings = Settings(data_dir=data_dir, database_url=database_url)
+        if settings.ingest_processes is None:
+            settings.ingest_processes = auto_ingest_processes()
+        archive = open_archive(settings)
     except CarinaError as exc:
         console.print(f"[red]cannot open the archive: {exc}")
         raise typer.Exit(1) from exc

@@ -11,7 +11,7 @@ import uvicorn
 
 from carina.core.errors import ConfigurationError
 from carina.services.auth import server_secret
-from carina.services.settings import Settings
+from carina.services.settings import Settings, auto_ingest_processes
 
 APP_FACTORY = "carina.api.app:create_app_from_env"
 
@@ -55,6 +55,8 @@ def serve_command(
     settings = Settings(**{k: v for k, v in given.items() if v is not None})
     if no_dimse:
         settings.dicom_port = None
+    if settings.ingest_processes is None:
+        settings.ingest_processes = auto_ingest_processes()
     try:
         server_secret(settings)  # refuse a weak secret before anything listens
     except ConfigurationError as exc:

@@ -8,4 +8,6 @@ from carina.services.settings import Settings
 
 def open_archive(settings: Settings) -> Archive:
     """The archive under ``settings.data_dir`` (migrated and checked for consistency)."""
-    return Archive(settings.data_dir, settings.database_url)
+    return Archive(
+        settings.data_dir, settings.database_url, parse_processes=settings.ingest_processes or 0
+    )

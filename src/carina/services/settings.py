@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     ``jobs_max_per_project`` per project (0: no limit), highest priority first, users taking turns.
 
     ``viewer_cache_bytes`` bounds the memory of the series the viewer routes keep loaded.
+
+    ``ingest_processes`` parse incoming instances beside the server process, so that several
+    connections storing at once are parsed in parallel; ``None`` lets ``carina serve`` and
+    ``carina import`` pick one per CPU core (at most 4, none on a single core); ``0`` parses in the
+    receiving thread.
     """
 
     model_config = SettingsConfigDict(
@@ -66,6 +72,7 @@ class Settings(BaseSettings):
     jobs_max_per_project: int = Field(default=8, ge=0)
     web_dir: Path = DEFAULT_WEB_DIR
     viewer_cache_bytes: int = Field(default=2 * 1024**3, ge=0)
+    ingest_processes: int | None = Field(default=None, ge=0, le=64)
 
     @property
     def tls(self) -> bool:
@@ -113,6 +120,14 @@ class Settings(BaseSettings):
             env["CARINA_CORS_ORIGINS"] = json.dumps(self.cors_origins)
         if self.jobs_scheduler is not None:
             env["CARINA_JOBS_SCHEDULER"] = self.jobs_scheduler
+        if self.ingest_processes is not None:
+            env["CARINA_INGEST_PROCESSES"] = str(self.ingest_processes)
         if self.public_url is not None:
             env["CARINA_PUBLIC_URL"] = self.public_url
         return env
+
+
+def auto_ingest_processes() -> int:
+    """Parsing processes for a server or an import: one per core, at most 4, none on one core."""
+    cores = os.cpu_count() or 1
+    return 0 if cores < 2 else min(cores, 4)
