@@ -211,7 +211,7 @@ def test_migrations_are_idempotent(tmp_path: Path) -> None:
     with Archive(tmp_path / "d") as again, again.engine.connect() as connection:
         version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
         mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
-    assert version == "0007"
+    assert version == "0008"
     assert mode == "wal"
 
 
