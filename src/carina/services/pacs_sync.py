@@ -19,14 +19,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine as DatabaseEngine
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from carina.archive import Archive
 from carina.archive.pacs import PacsClient, PullMethod, parse_peer
 from carina.archive.peers import PacsError
 from carina.core.errors import CarinaError, ConfigurationError, ConflictError, NotFoundError
-from carina.db import PacsSyncRule, Patient, Project, ProjectStudy, Study
+from carina.db import Instance, PacsSyncRule, Patient, Project, ProjectStudy, Study
 from carina.jobs import FINISHED, JobContext, JobError, JobRecord, JobStore, register
 from carina.services.archive import open_archive
 from carina.services.auth import auth_services
@@ -342,6 +343,7 @@ def pacs_sync(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         "pulled": 0,
         "skipped": 0,
         "incomplete": 0,
+        "instances_received": 0,
         "instances_stored": 0,
         "added_to_project": 0,
         "studies": {},
@@ -360,6 +362,7 @@ def pacs_sync(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 found.setdefault(str(study.StudyInstanceUID), study)
         result["found"] = len(found)
         complete: list[str] = []
+        stored_before = _instance_count(archive)
         for n, (uid, study) in enumerate(sorted(found.items())):
             ctx.progress(0.2 + 0.8 * n / len(found), f"study {n + 1} of {len(found)}")
             if not client.missing(study):
@@ -374,7 +377,7 @@ def pacs_sync(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 result["studies"][uid] = f"failed: {exc}"
                 continue
             result["pulled"] += 1
-            result["instances_stored"] += report.stored
+            result["instances_received"] += report.completed or len(report.results)
             if client.missing(study):
                 result["incomplete"] += 1
                 result["studies"][uid] = "pulled, still incomplete"
@@ -382,6 +385,7 @@ def pacs_sync(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 result["studies"][uid] = "pulled"
             ctx.log(f"{uid}: received {report.completed or len(report.results)} instance(s)")
             complete.append(uid)
+        result["instances_stored"] = _instance_count(archive) - stored_before
         added = auth.add_studies(rule.project, complete)
         result["added_to_project"] = len(added)
     ctx.progress(1.0, f"{result['pulled']} pulled, {result['skipped']} already here")
@@ -396,3 +400,8 @@ def rule_peer_allowed(peer: str, settings: Settings) -> bool:
 
 def rule_dict(rule: SyncRule) -> Mapping[str, Any]:
     return {k: v for k, v in vars(rule).items() if k != "project_id"}
+
+
+def _instance_count(archive: Archive) -> int:
+    with archive.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Instance)) or 0)
