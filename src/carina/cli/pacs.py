@@ -3,6 +3,7 @@ and the sync rules the server runs as jobs."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from carina.core.errors import CarinaError
 from carina.jobs import Engine, JobStore
 from carina.services import jobs as jobs_services
 from carina.services.archive import open_archive
-from carina.services.pacs_sync import KIND, SyncRules, submit_rule
+from carina.services.pacs_sync import KIND, SyncRules, rule_dict, submit_rule
 from carina.services.settings import Settings
 
 pacs_app = typer.Typer(help="Exchange studies with a remote PACS.", no_args_is_help=True)
@@ -266,6 +267,7 @@ def rules_add(
 @rules_app.command("list")
 def rules_list(
     project: str | None = typer.Argument(None, help="Only this project's rules."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON list instead of a table."),
     data_dir: Path = DataDir,
     database_url: str | None = DatabaseUrl,
 ) -> None:
@@ -278,6 +280,9 @@ def rules_list(
         raise typer.Exit(1) from exc
     finally:
         archive.close()
+    if as_json:
+        typer.echo(json.dumps([rule_dict(r) for r in found], default=str, indent=2))
+        return
     table = Table(title="PACS sync rules")
     for column in ("id", "project", "name", "peer", "filters", "every", "last job"):
         table.add_column(column)
