@@ -37,6 +37,7 @@ from carina.archive.pacs import PacsClient, Peer, WebPeer
 from carina.auth import Role
 from carina.cli.main import app as cli
 from carina.core.errors import NotFoundError
+from carina.services.auth import auth_services
 from carina.services.settings import Settings
 
 from .helpers import free_port, orthanc_peer
@@ -248,6 +249,34 @@ def test_dicomweb_query_and_pull_are_byte_identical(
     assert synced.exit_code == 0, synced.output
     assert f"{orthanc.first}: complete here" in synced.output
     assert f"{orthanc.follow_up}: pulled, 30 new" in synced.output
+
+
+def test_rule_run_in_the_command(orthanc: Orthanc, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    with Archive(tmp_path / "data") as archive:
+        auth, _ = auth_services(archive.engine, None)
+        auth.create_user("owner", PASSWORD)
+        auth.create_project(auth.principal("owner"), "cohort")
+    runner = CliRunner()
+    added = runner.invoke(
+        cli,
+        [
+            *("pacs", "rules", "add", "cohort", orthanc.web.url, "--modality", "CT"),
+            *("--last-days", "36500", "--patient-id", OTHER_PATIENT, *data),
+        ],
+    )
+    assert added.exit_code == 0, added.output
+    rule = added.output.strip()
+    before = dict(os.environ)
+    ran = runner.invoke(cli, ["pacs", "rules", "run", rule, "--here", *data])
+    assert ran.exit_code == 0, ran.output
+    assert "found 1, pulled 1, skipped 0, instances stored 20" in ran.output
+    assert dict(os.environ) == before
+    again = runner.invoke(cli, ["pacs", "rules", "run", rule, "--here", *data])
+    assert "found 1, pulled 0, skipped 1, instances stored 0" in again.output
+    with Archive(tmp_path / "data") as archive:
+        auth, _ = auth_services(archive.engine, None)
+        assert auth.studies("cohort") == [orthanc.other]
 
 
 def _wait_job(client: TestClient, project: str, job_id: int, headers: Any) -> dict[str, Any]:

@@ -3,8 +3,10 @@ and the sync rules the server runs as jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +325,21 @@ def rules_remove(
     console.print(f"removed rule {rule_id}")
 
 
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in the environment for the time of the block."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 @rules_app.command("run")
 def rules_run(
     rule_id: int = typer.Argument(...),
@@ -346,13 +363,15 @@ def rules_run(
             record = submit_rule(rules, rule, JobStore(archive.engine).submit)
             console.print(record.id)
             return
-        os.environ.update(settings.to_env())  # the job opens the archive these settings name
-        with Engine(
-            jobs_services.database_url(archive.engine),
-            n_workers=1,
-            processes=False,
-            kind_modules=("carina.services.pacs_sync",),
-        ) as engine:
+        with (
+            _environment(settings.to_env()),  # the job opens the archive these settings name
+            Engine(
+                jobs_services.database_url(archive.engine),
+                n_workers=1,
+                processes=False,
+                kind_modules=("carina.services.pacs_sync",),
+            ) as engine,
+        ):
             record = submit_rule(rules, rule, engine.submit)
             done = engine.wait(record.id, timeout=timeout)
     except (CarinaError, TimeoutError) as exc:
