@@ -390,6 +390,7 @@ class PacsClient:
         *,
         method: PullMethod = "get",
         store_port: int | None = None,
+        store_host: str = "127.0.0.1",
     ) -> SyncReport:
         """Pull the studies matching ``filters`` on ``peer`` that are missing or incomplete here.
 
@@ -402,7 +403,7 @@ class PacsClient:
         for study in studies:
             uid = str(study.StudyInstanceUID)
             report.studies[uid] = (
-                self.pull(peer, uid, method=method, store_port=store_port)
+                self.pull(peer, uid, method=method, store_port=store_port, store_host=store_host)
                 if self.missing(study)
                 else None
             )

@@ -61,6 +61,11 @@ def _filters(
 MethodOption = typer.Option(
     "get", "--method", help="DIMSE retrieve: get (C-GET) or move (C-MOVE to --ae-title)."
 )
+StoreHostOption = typer.Option(
+    "127.0.0.1",
+    "--store-host",
+    help="With --store-port: the address to listen on (one the peer can reach).",
+)
 StorePortOption = typer.Option(
     None,
     "--store-port",
@@ -127,6 +132,7 @@ def pull_command(
     study: str = typer.Argument(..., help="StudyInstanceUID."),
     method: str = MethodOption,
     store_port: int | None = StorePortOption,
+    store_host: str = StoreHostOption,
     data_dir: Path = DataDir,
     database_url: str | None = DatabaseUrl,
     ae_title: str = AeTitle,
@@ -135,7 +141,9 @@ def pull_command(
     how = _method(method)
     client, settings = _client(data_dir, database_url, ae_title)
     try:
-        report = client.pull(_peer(peer, settings), study, method=how, store_port=store_port)
+        report = client.pull(
+            _peer(peer, settings), study, method=how, store_port=store_port, store_host=store_host
+        )
     except CarinaError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from exc
@@ -186,6 +194,7 @@ def sync_command(
     modality: str | None = typer.Option(None, "--modality", help="ModalitiesInStudy, e.g. CT."),
     method: str = MethodOption,
     store_port: int | None = StorePortOption,
+    store_host: str = StoreHostOption,
     data_dir: Path = DataDir,
     database_url: str | None = DatabaseUrl,
     ae_title: str = AeTitle,
@@ -198,7 +207,13 @@ def sync_command(
     how = _method(method)
     client, settings = _client(data_dir, database_url, ae_title)
     try:
-        report = client.sync(_peer(peer, settings), filters, method=how, store_port=store_port)
+        report = client.sync(
+            _peer(peer, settings),
+            filters,
+            method=how,
+            store_port=store_port,
+            store_host=store_host,
+        )
     except CarinaError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(1) from exc

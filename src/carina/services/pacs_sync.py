@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from carina.archive import Archive
-from carina.archive.pacs import PacsClient, PullMethod, parse_peer
+from carina.archive.pacs import PacsClient, PullMethod, WebPeer, parse_peer
 from carina.archive.peers import PacsError
 from carina.core.errors import CarinaError, ConfigurationError, ConflictError, NotFoundError
 from carina.db import Instance, PacsSyncRule, Patient, Project, ProjectStudy, Study
@@ -334,6 +334,8 @@ def pacs_sync(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise JobError(str(exc)) from exc
     queries = rule.queries(rules.project_patients(rule.project_id) if rule.project_patients else ())
     method: PullMethod = "move" if rule.method == "move" else "get"
+    if method == "move" and settings.dicom_port is None and not isinstance(peer, WebPeer):
+        raise JobError("a C-MOVE rule needs the server's DIMSE listener (CARINA_DICOM_PORT)")
     auth, _ = auth_services(ctx.store.engine, None)
     result: dict[str, Any] = {
         "rule": rule.id,
