@@ -36,9 +36,10 @@ def test_rule_searches(rules: SyncRules) -> None:
         {"ModalitiesInStudy": "CT", "StudyDate": "20261116-"}
     ]
     rule = rules.create("cohort", peer="PACS", patient_ids=["A", "B"], project_patients=True)
-    # the project's patients after the listed ones, each once; an empty PatientID (which
-    # would match every patient) is never searched for
-    assert rule.queries(["B", "", "C"]) == [{"PatientID": p} for p in ("A", "B", "C")]
+    # the project's patients after the listed ones, each once; a PatientID that would match
+    # other patients (empty, wildcards, several values) is never searched for
+    found = rule.queries(["B", "", "C", "D*", "E?", "F\\G"])
+    assert found == [{"PatientID": p} for p in ("A", "B", "C")]
     follow_ups = rules.create("cohort", peer="PACS", project_patients=True)
     assert follow_ups.queries([]) == []  # no patients in the project: nothing to search
 

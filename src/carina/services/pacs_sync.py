@@ -39,6 +39,7 @@ KIND = "pacs-sync"
 METHODS: tuple[PullMethod, ...] = ("get", "move")
 MIN_INTERVAL_S = 60
 MAX_PATIENT_IDS = 1000
+_WILD = frozenset("*?\\")
 
 
 def _now() -> datetime:
@@ -109,8 +110,9 @@ class SyncRule:
         patients = dict.fromkeys(self.patient_ids)
         if self.project_patients:
             patients.update(dict.fromkeys(project_patient_ids))
-        # an empty PatientID would match every patient: never searched for
-        return [{**base, "PatientID": p} for p in patients if p.strip()]
+        # an empty PatientID, or one with wildcard or multi-value characters, would match other
+        # patients too: never searched for
+        return [{**base, "PatientID": p} for p in patients if p.strip() and not _WILD & set(p)]
 
 
 class SyncRules:
@@ -151,7 +153,7 @@ class SyncRules:
         if interval_s is not None and interval_s < MIN_INTERVAL_S:
             raise ConfigurationError(f"interval_s must be at least {MIN_INTERVAL_S}")
         ids = [p.strip() for p in patient_ids]
-        if any(not p or len(p) > 64 or "\\" in p or "*" in p or "?" in p for p in ids):
+        if any(not p or len(p) > 64 or _WILD & set(p) for p in ids):
             raise ConfigurationError("patient IDs must be 1-64 characters without wildcards")
         if len(ids) > MAX_PATIENT_IDS:
             raise ConfigurationError(f"at most {MAX_PATIENT_IDS} patient IDs")
