@@ -24,6 +24,7 @@ from carina.core.geometry import Geometry
 from carina.core.labels import Label, LabelSet
 from carina.core.volume import LabelMap
 from carina.dicom.seg import build_segmentation
+from carina.services.pacs_sync import SyncRules
 from tests.dicom_factory import ct_series, ct_slices_with_geometry
 
 from .conftest import Site
@@ -141,6 +142,10 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/api/projects/{project}/tasks/{task_id}/agreement"): "annotation.read",
     ("POST", "/api/projects/{project}/tasks/{task_id}/consensus"): "annotation.manage",
     ("GET", "/api/projects/{project}/annotation-dashboard"): "annotation.read",
+    ("GET", "/api/projects/{project}/pacs-rules"): "project.studies.manage",
+    ("POST", "/api/projects/{project}/pacs-rules"): "project.studies.manage",
+    ("DELETE", "/api/projects/{project}/pacs-rules/{rule_id}"): "project.studies.manage",
+    ("POST", "/api/projects/{project}/pacs-rules/{rule_id}/run"): "project.studies.manage",
     **{(m, "/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
     **{(m, "/projects/{project}/dicom-web" + p): a for (m, p), a in _DICOMWEB.items()},
 }
@@ -297,6 +302,9 @@ def _url(site: Site, path: str, project: str | None, caller: str | None) -> str:
     if any(key in path for key in ("{seg_id}", "{version_id}", "{task_id}", "/shapes/sr")):
         # annotation objects live on a series with plane geometry (an SR needs one shape)
         values.update(_annotation_ids(site, project or "alpha"))
+    if "{rule_id}" in path:  # a fresh rule each time: a permitted DELETE removes it
+        rules = SyncRules(site.app.state.archive.engine)
+        values["rule_id"] = str(rules.create(project or "alpha", peer="PACS", modality="CT").id)
     if "{seg_series}" in path:
         study, series, seg_series = _SEGMENTED[project or "alpha"]
         values.update(study=study, series=series, seg_series=seg_series)

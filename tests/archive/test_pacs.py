@@ -1,4 +1,5 @@
-"""PACS exchange: find, pull (C-GET), push (C-STORE) and sync against a remote DICOM node.
+"""PACS exchange: find, pull (C-GET), push (C-STORE) and sync against a remote DICOM node, and
+the same over DICOMweb (QIDO-RS, WADO-RS, STOW-RS) against a second Carina server.
 
 The remote is a second Carina archive serving DIMSE, and Orthanc when it is installed.
 """
@@ -10,20 +11,25 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+import uvicorn
 from typer.testing import CliRunner
 
+from carina.api import create_app
 from carina.archive import Archive, IngestStatus
 from carina.archive.dimse import DimseServer
-from carina.archive.pacs import PacsClient, PacsError, Peer
+from carina.archive.pacs import PacsClient, PacsError, Peer, WebPeer
 from carina.cli.main import app
+from carina.services.settings import Settings
 
-from .helpers import free_port, orthanc_peer
+from .helpers import admin_headers, free_port, orthanc_peer
 
 
 @pytest.fixture
@@ -182,3 +188,71 @@ def test_pacs_commands(
     unknown = runner.invoke(app, ["pacs", "find", "ELSEWHERE", *data])
     assert unknown.exit_code == 1
     assert "unknown peer" in unknown.output
+
+
+@pytest.fixture
+def carina_web(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A Carina server on loopback (DICOMweb only): its DICOMweb URL and an admin token."""
+    port = free_port()
+    settings = Settings(
+        data_dir=tmp_path / "server",
+        port=port,
+        dicom_port=None,
+        jobs_workers=0,
+        pacs_sync_check_s=0,
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive(), "server failed to start"
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        token = admin_headers(app)["Authorization"].removeprefix("Bearer ")
+        yield f"http://127.0.0.1:{port}/dicom-web", token
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_dicomweb_peer_with_a_token(
+    carina_web: tuple[str, str], lung_ct_files: list[Path], tmp_path: Path
+) -> None:
+    """STOW-RS push, QIDO-RS search and WADO-RS pull against another Carina, which wants a
+    bearer token."""
+    url, token = carina_web
+    peer = WebPeer(url, token=token)
+    first = pydicom.dcmread(lung_ct_files[0])
+    with Archive(tmp_path / "local") as local:
+        local.ingest([(None, p.read_bytes()) for p in lung_ct_files])
+        client = PacsClient(local)
+        with pytest.raises(PacsError, match="401"):
+            client.push(WebPeer(url), first.StudyInstanceUID)
+        statuses = client.push(peer, first.StudyInstanceUID)
+        assert len(statuses) == 30
+        assert set(statuses.values()) == {0}
+    with Archive(tmp_path / "fresh") as fresh:
+        client = PacsClient(fresh)
+        with pytest.raises(PacsError, match="401"):
+            client.find(WebPeer(url), "STUDY", {})
+        (study,) = client.find(
+            peer, "STUDY", {"PatientID": first.PatientID}, ["NumberOfStudyRelatedInstances"]
+        )
+        assert study.StudyInstanceUID == first.StudyInstanceUID
+        assert int(study.NumberOfStudyRelatedInstances) == 30
+        series = client.find(peer, "SERIES", {"StudyInstanceUID": first.StudyInstanceUID})
+        assert [s.SeriesInstanceUID for s in series] == [first.SeriesInstanceUID]
+        report = client.pull(peer, first.StudyInstanceUID)
+        assert report.stored == 30
+        by_uid = {pydicom.dcmread(p).SOPInstanceUID: p for p in lung_ct_files}
+        for stored in fresh.instances(first.StudyInstanceUID):
+            # Carina sends files as stored: byte for byte what was pushed
+            assert fresh.read(stored) == by_uid[stored.sop_instance_uid].read_bytes()
+        assert client.sync(peer, {"PatientID": first.PatientID}).studies == {
+            first.StudyInstanceUID: None
+        }
+        with pytest.raises(PacsError, match="no study"):
+            client.pull(peer, "1.2.3.4")

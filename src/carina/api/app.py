@@ -17,6 +17,7 @@ from carina.api.annotations import router as annotations_router
 from carina.api.dicomweb import dicomweb_router
 from carina.api.jobs import router as jobs_router
 from carina.api.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from carina.api.pacs import router as pacs_router
 from carina.api.rest import router as rest_router
 from carina.api.upload import router as upload_router
 from carina.api.viewer import router as viewer_router
@@ -44,6 +45,7 @@ from carina.services.annotations import Annotations
 from carina.services.archive import open_archive
 from carina.services.auth import auth_services, server_secret
 from carina.services.jobs import jobs_engine
+from carina.services.pacs_sync import SyncRules, SyncScheduler
 from carina.services.settings import Settings
 from carina.services.viewer import ByteLRU
 
@@ -139,9 +141,20 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
         if jobs is not None:
             jobs.start()
         app.state.jobs = jobs
+        scheduler: SyncScheduler | None = None
+        if settings.pacs_sync_check_s > 0:
+            scheduler = SyncScheduler(
+                SyncRules(opened.engine),
+                app.state.job_store,
+                jobs.submit if jobs is not None else app.state.job_store.submit,
+                settings.pacs_sync_check_s,
+            )
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             if jobs is not None:
                 jobs.close()
             if dimse is not None:
@@ -204,6 +217,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.include_router(viewer_router, prefix="/api")
     app.include_router(jobs_router, prefix="/api")
     app.include_router(annotations_router, prefix="/api")
+    app.include_router(pacs_router, prefix="/api")
     return app
 
 

@@ -420,3 +420,44 @@ class BrowserPseudonym(Base):
     pseudonym: Mapped[str] = mapped_column(String(64))
     date_shift_days: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# -- PACS sync -------------------------------------------------------------------------------------
+
+
+class PacsSyncRule(Base):
+    """A standing order to pull studies from a remote PACS into a project.
+
+    The studies searched are those on ``peer`` (a configured peer name or address) matching
+    ``modality`` (ModalitiesInStudy), dated within the last ``study_age_days`` days, and belonging
+    to ``patient_ids`` (JSON list) or, with ``project_patients``, to the patients already in the
+    project. ``interval_s`` (``None``: on request only) says how often the server runs the rule as a
+    ``pacs-sync`` job; ``last_job_id`` is the job it last submitted.
+    """
+
+    __tablename__ = "pacs_sync_rules"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64))
+    peer: Mapped[str] = mapped_column(String(256))
+    method: Mapped[str] = mapped_column(String(8), default="get")
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    study_age_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    patient_ids: Mapped[str] = mapped_column(Text, default="[]")
+    project_patients: Mapped[bool] = mapped_column(Boolean, default=False)
+    interval_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_submitted_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    last_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True
+    )

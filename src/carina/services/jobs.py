@@ -23,7 +23,7 @@ def jobs_engine(settings: Settings, database: DatabaseEngine) -> Engine | None:
         per_owner=settings.jobs_max_per_user or None,
         per_project=settings.jobs_max_per_project or None,
     )
-    kinds = ("carina.services.job_kinds",)
+    kinds = ("carina.services.job_kinds", "carina.services.pacs_sync")
     if settings.jobs_scheduler:
         return Engine(
             database_url(database),

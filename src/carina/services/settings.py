@@ -19,6 +19,10 @@ class Settings(BaseSettings):
     ``database_url`` defaults to SQLite at ``data_dir/catalog.sqlite``. ``dicom_port`` ``None``
     (``CARINA_DICOM_PORT=none``) disables the DIMSE service; ``0`` picks a free port.
     ``dicom_peers`` maps AE titles to ``host:port`` for C-MOVE (``CARINA_DICOM_PEERS`` as JSON).
+    ``dicomweb_peers`` names remote DICOMweb services (``CARINA_DICOMWEB_PEERS`` as JSON
+    ``{"NAME": {"url": ..., "token": ...}}`` or ``{"username", "password"}`` instead of a token,
+    or just ``{"NAME": "url"}``). The server looks for due PACS sync rules every
+    ``pacs_sync_check_s`` seconds (0: never; rules then run only on request).
     ``dicom_allowed_callers`` (``CARINA_DICOM_ALLOWED_CALLERS``, JSON list) restricts the DIMSE
     listener to those calling AE titles; empty accepts any caller (bind it to loopback then).
     ``cors_origins`` lists web origins (e.g. an OHIF viewer) allowed to call the API from a browser.
@@ -80,6 +84,8 @@ class Settings(BaseSettings):
         return self.https or self.ssl_certfile is not None
 
     dicom_peers: dict[str, str] = {}
+    dicomweb_peers: dict[str, dict[str, str] | str] = {}
+    pacs_sync_check_s: float = Field(default=60.0, ge=0)
     dicom_allowed_callers: list[str] = []
     cors_origins: list[str] = []
 
@@ -103,6 +109,7 @@ class Settings(BaseSettings):
             "CARINA_JOBS_MAX_PER_PROJECT": str(self.jobs_max_per_project),
             "CARINA_WEB_DIR": str(self.web_dir),
             "CARINA_VIEWER_CACHE_BYTES": str(self.viewer_cache_bytes),
+            "CARINA_PACS_SYNC_CHECK_S": str(self.pacs_sync_check_s),
         }
         if self.secret_key is not None:
             env["CARINA_SECRET_KEY"] = self.secret_key.get_secret_value()
@@ -114,6 +121,8 @@ class Settings(BaseSettings):
             env["CARINA_DATABASE_URL"] = self.database_url
         if self.dicom_peers:
             env["CARINA_DICOM_PEERS"] = json.dumps(self.dicom_peers)
+        if self.dicomweb_peers:
+            env["CARINA_DICOMWEB_PEERS"] = json.dumps(self.dicomweb_peers)
         if self.dicom_allowed_callers:
             env["CARINA_DICOM_ALLOWED_CALLERS"] = json.dumps(self.dicom_allowed_callers)
         if self.cors_origins:

@@ -413,6 +413,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project}/pacs-rules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Pacs Rules
+         * @description The PACS sync rules of a project.
+         */
+        get: operations["list_pacs_rules"];
+        put?: never;
+        /**
+         * Create Pacs Rule
+         * @description Record a rule pulling matching studies from a configured peer into the project.
+         */
+        post: operations["create_pacs_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/pacs-rules/{rule_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Delete Pacs Rule
+         * @description Delete a rule (the jobs it ran and the studies it pulled stay).
+         */
+        delete: operations["delete_pacs_rule"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/pacs-rules/{rule_id}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run Pacs Rule
+         * @description Submit a ``pacs-sync`` job for the rule now; follow it under ``/jobs``.
+         */
+        post: operations["run_pacs_rule"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project}/queue": {
         parameters: {
             query?: never;
@@ -2327,6 +2391,96 @@ export interface components {
          * @enum {string}
          */
         Role: "owner" | "manager" | "annotator" | "reviewer" | "viewer";
+        /** RuleCreate */
+        RuleCreate: {
+            /**
+             * Enabled
+             * @default true
+             */
+            enabled: boolean;
+            /**
+             * Interval S
+             * @description Run every N seconds; none: on request
+             */
+            interval_s?: number | null;
+            /**
+             * Method
+             * @description DIMSE retrieve: C-GET or C-MOVE to the server's AE title
+             * @default get
+             * @enum {string}
+             */
+            method: "get" | "move";
+            /**
+             * Modality
+             * @description ModalitiesInStudy, e.g. CT
+             * @default
+             */
+            modality: string;
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /** Patient Ids */
+            patient_ids?: string[];
+            /**
+             * Peer
+             * @description A configured peer name
+             */
+            peer: string;
+            /**
+             * Project Patients
+             * @description Also the patients already in the project (follow-ups)
+             * @default false
+             */
+            project_patients: boolean;
+            /**
+             * Study Age Days
+             * @description Only studies of the last N days
+             */
+            study_age_days?: number | null;
+        };
+        /** RuleOut */
+        RuleOut: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Enabled */
+            enabled: boolean;
+            /** Id */
+            id: number;
+            /** Interval S */
+            interval_s: number | null;
+            /** Last Job Id */
+            last_job_id: number | null;
+            /** Last Submitted At */
+            last_submitted_at: string | null;
+            /** Method */
+            method: string;
+            /** Modality */
+            modality: string;
+            /** Name */
+            name: string;
+            /** Patient Ids */
+            patient_ids: string[];
+            /** Peer */
+            peer: string;
+            /** Project */
+            project: string;
+            /** Project Patients */
+            project_patients: boolean;
+            /** Study Age Days */
+            study_age_days: number | null;
+        };
+        /** RuleRun */
+        RuleRun: {
+            /** Job Id */
+            job_id: number;
+            /** Rule */
+            rule: number;
+        };
         /** SegmentationIn */
         SegmentationIn: {
             /** Label Set */
@@ -3263,6 +3417,140 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_pacs_rules: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleOut"][];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    create_pacs_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RuleCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleOut"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    delete_pacs_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Rule id */
+                rule_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    run_pacs_rule: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Rule id */
+                rule_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuleRun"];
+                };
             };
             /** @description Validation Error */
             422: {

@@ -1,7 +1,7 @@
 """name search forms: folded words of patient and referring physician names, for fuzzy matching
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-23 18:10:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from carina.db.names import search_form
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
