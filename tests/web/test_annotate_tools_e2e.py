@@ -34,6 +34,7 @@ GROW_SEED = (390, 220)  # (column, row) in one lung, on the slice the stack open
 BUCKET_SEED = (130, 200)  # in the other lung
 DOTS = [(256, 40), (256, 470)]  # brush dots outside the body: islands of the lung label
 SLICE2 = 20
+ISLAND_SIZE = 5000  # "remove islands" drops components smaller than this (voxels)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +151,7 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
             "range": list(RANGE),
             "polygon": polygon,
             "dots": [centre(d) for d in DOTS],
+            "islandSize": ISLAND_SIZE,
             "polygon2": polygon2,
             "slice2": SLICE2,
         },
@@ -174,7 +176,7 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
             json={"method": "click", "points": grow_points},
         )
         assert grown.status_code == 200, grown.text
-    assert [v["number"] for v in versions] == list(range(1, 8))
+    assert [v["number"] for v in versions] == list(range(1, 10))
     assert [v["parent"] for v in versions] == [None] + [v["id"] for v in versions[:-1]]
     tools = [v["tool"] for v in versions]
     assert tools == [
@@ -182,9 +184,11 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
         f"BucketFill[{RANGE[0]},{RANGE[1]}]",
         "PolygonFill",
         "Brush",
+        f"RemoveIslands[26,<{ISLAND_SIZE}]",
         "KeepLargest[26]",
         "PolygonFill",
         "Interpolate",
+        f"BucketFill3D[{RANGE[0]},{RANGE[1]}]",
     ]
     figures: dict[str, Any] = {"seconds": result["seconds"], "timings": result["timings"]}
 
@@ -254,8 +258,9 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
         "iou": float(iou),
     }
 
-    # 4. keep largest (3D, 26-connected): one lung component left, the largest of those before
-    v4, v5 = maps[4], maps[5]
+    # 4. remove islands (components under ISLAND_SIZE voxels), then keep largest (3D,
+    # 26-connected): one lung component left, the largest of those before
+    v4, v5, v6 = maps[4], maps[5], maps[6]
     dots = v4 != v3
     assert (v4[dots] == LUNG).all()
     assert set(np.nonzero(dots)[0].tolist()) == {15}
@@ -263,10 +268,15 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
     before, n_before = ndimage.label(v4 == LUNG, structure=full)
     assert n_before >= 4  # the grown lung, the bucket-filled lung, two dots
     sizes = np.bincount(before.ravel())[1:]
+    big = np.isin(before, np.nonzero(sizes >= ISLAND_SIZE)[0] + 1)
+    assert 1 < int((sizes >= ISLAND_SIZE).sum()) < n_before  # some removed, more than one kept
+    assert np.array_equal(v5 == LUNG, big)
+    assert result["removeIslands"]["changed"] == int(sizes[sizes < ISLAND_SIZE].sum())
     largest = before == (int(np.argmax(sizes)) + 1)
-    _, n_after = ndimage.label(v5 == LUNG, structure=full)
+    _, n_after = ndimage.label(v6 == LUNG, structure=full)
     assert n_after == 1
-    assert np.array_equal(v5 == LUNG, largest)
+    assert np.array_equal(v6 == LUNG, largest)
+    assert np.array_equal(v6 == TUMOUR, v4 == TUMOUR)
     assert np.array_equal(v5 == TUMOUR, v4 == TUMOUR)
     figures["islands"] = {
         "components_before": int(n_before),
@@ -275,18 +285,18 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
 
     # 5. interpolation between the tumour on slices 15 and 20: the slices between filled, within
     # the two key slices' bounding box, only where nothing was labelled
-    v6, v7 = maps[6], maps[7]
-    assert set(np.nonzero(v6 != v5)[0].tolist()) == {SLICE2}
-    key_a, key_b = v6[15] == TUMOUR, v6[SLICE2] == TUMOUR
+    v7, v8 = maps[7], maps[8]
+    assert set(np.nonzero(v7 != v6)[0].tolist()) == {SLICE2}
+    key_a, key_b = v7[15] == TUMOUR, v7[SLICE2] == TUMOUR
     (ra0, ra1, ca0, ca1), (rb0, rb1, cb0, cb1) = _bbox(key_a), _bbox(key_b)
     rmin, rmax, cmin, cmax = min(ra0, rb0), max(ra1, rb1), min(ca0, cb0), max(ca1, cb1)
-    added = v7 != v6
+    added = v8 != v7
     assert set(np.nonzero(added)[0].tolist()) == set(range(16, SLICE2))
-    assert (v7[added] == TUMOUR).all()
-    assert (v6[added] == 0).all()
+    assert (v8[added] == TUMOUR).all()
+    assert (v7[added] == 0).all()
     between = []
     for k in range(16, SLICE2):
-        slice_mask = v7[k] == TUMOUR
+        slice_mask = v8[k] == TUMOUR
         assert slice_mask.sum() > 100
         r0_, r1_, c0_, c1_ = _bbox(slice_mask)
         assert r0_ >= rmin
@@ -298,7 +308,22 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
     low, high = sorted([int(key_a.sum()), int(key_b.sum())])
     assert all(low * 0.8 <= n <= high * 1.2 for n in between), (low, between, high)
     figures["interpolate"] = {"key": [int(key_a.sum()), int(key_b.sum())], "between": between}
+
+    # 6. bucket fill in 3D: the 6-connected region of the clicked voxel within the HU range
+    k, r, c = result["bucket3d"]["seed"]
+    assert k == 15
+    assert abs(r - BUCKET_SEED[1]) <= 1
+    assert abs(c - BUCKET_SEED[0]) <= 1
+    in_range3d = (hu >= RANGE[0]) & (hu <= RANGE[1])
+    components3d, _ = ndimage.label(in_range3d)  # faces only: 6-connected
+    component3d = components3d == components3d[k, r, c]
+    v9 = maps[9]
+    assert np.array_equal(v9, np.where(component3d, LUNG, v8))
+    assert result["bucket3d"]["region"] == int(component3d.sum())
+    slices3d = sorted(set(np.nonzero(component3d)[0].tolist()))
+    assert len(slices3d) > 5
+    figures["bucket3d"] = {"region": int(component3d.sum()), "slices": [slices3d[0], slices3d[-1]]}
     assert {
-        str(k): int(n) for k, n in zip(*np.unique(v7[v7 > 0], return_counts=True), strict=True)
+        str(k): int(n) for k, n in zip(*np.unique(v9[v9 > 0], return_counts=True), strict=True)
     } == result["final"]
     print("annotate tools figures:", json.dumps(figures))

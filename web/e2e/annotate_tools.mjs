@@ -1,13 +1,13 @@
 // The panel's own editing tools on a real CT, each saved as a version: click region growing of
 // one lung (the server's grow endpoint), a 2D bucket fill by HU range of the other lung, a polygon
 // fill of the tumour with the lung label locked (undone and redone), brush dots made islands and
-// removed by "keep largest", a second tumour polygon on another slice and the interpolation
-// between the two. Prints what it saw (what the
+// removed by "remove islands" and "keep largest", a second tumour polygon on another slice and
+// the interpolation between the two, and a 3D bucket fill. Prints what it saw (what the
 // panel reports of each edit); tests/web/test_annotate_tools_e2e.py judges the saved versions
 // against the CT.
 // --params: {"study", "series", "labelSet", "tumour": value, "lung": value,
 //            "grow": [col, row], "polygon": [[x, y], ...], "bucket": [col, row], "range": [lo, hi],
-//            "dots": [[col, row], ...], "polygon2": [[x, y], ...], "slice2": k}
+//            "dots": [[col, row], ...], "islandSize": voxels, "polygon2": [[x, y], ...], "slice2": k}
 import { join } from "node:path";
 import { imageStats, login, run } from "./lib.mjs";
 
@@ -164,16 +164,23 @@ await run(async (page, opts) => {
   await page.uncheck(`[data-testid=annot-lock][data-lock="${p.lung}"]`);
   lap("polygon");
 
-  // 4. brush dots of the lung label (islands), saved; then "keep largest" (3D, 26-connected)
+  // 4. brush dots of the lung label (islands), saved; then "remove islands" smaller than N voxels,
+  // and "keep largest" (3D, 26-connected)
   await setLabel(page, p.lung);
   await tool(page, "Brush");
   for (const dot of p.dots) await dab(page, dot);
   result.dots = await counts(page);
   await save(page, 4, "stray dots");
+  await page.fill("[data-testid=annot-island-size]", String(p.islandSize));
+  await page.dispatchEvent("[data-testid=annot-island-size]", "change");
+  await page.click("[data-testid=annot-remove-islands]");
+  await page.waitForFunction(() => window.carinaAnnotation.lastEdit?.tool?.startsWith("RemoveIslands"));
+  result.removeIslands = { ...(await lastEdit(page)), counts: await counts(page) };
+  await save(page, 5, "small islands removed");
   await page.click("[data-testid=annot-keep-largest]");
   await page.waitForFunction(() => window.carinaAnnotation.lastEdit?.tool?.startsWith("KeepLargest"));
   result.islands = { ...(await lastEdit(page)), counts: await counts(page) };
-  await save(page, 5, "largest lung component kept");
+  await save(page, 6, "largest lung component kept");
   lap("islands");
 
   // 5. a tumour outline on another slice, then the slices between interpolated
@@ -187,7 +194,7 @@ await run(async (page, opts) => {
   await tool(page, "PolygonFill");
   await outline(page, p.polygon2);
   result.polygon2 = await lastEdit(page);
-  await save(page, 6, "tumour outlined on another slice");
+  await save(page, 7, "tumour outlined on another slice");
   await page.click("[data-testid=annot-interpolate]");
   await page.waitForFunction(() => window.carinaAnnotation.lastEdit?.tool === "Interpolate");
   result.interpolate = await lastEdit(page);
@@ -198,9 +205,25 @@ await run(async (page, opts) => {
   }, Math.round((result.slice + p.slice2) / 2));
   await page.waitForTimeout(300);
   await shot(page, out("interpolated.png"));
-  await save(page, 7, "tumour interpolated");
+  await save(page, 8, "tumour interpolated");
+  lap("interpolate");
+
+  // 6. bucket fill in 3D (6-connected) of the lung label from the other lung, on the first slice
+  await page.evaluate(async (k) => {
+    const viewer = window.carinaViewer;
+    const cell = viewer.cells.find((c) => c.kind === "stack");
+    await viewer.engine.getViewport(cell.id).setImageIdIndex(k);
+  }, result.slice);
+  await page.waitForSelector(`[data-viewport=stack][data-index="${result.slice}"]`);
+  await setLabel(page, p.lung);
+  await page.check("[data-testid=annot-bucket-3d]");
+  await tool(page, "BucketFill");
+  await click(page, p.bucket);
+  result.bucket3d = await lastEdit(page);
+  await shot(page, out("bucket3d.png"));
+  await save(page, 9, "lung by 3D bucket fill");
+  lap("bucket3d");
   result.final = await counts(page);
   result.history = await page.$$eval("[data-testid=annot-history] li", (items) => items.map((li) => li.textContent));
-  lap("interpolate");
   return result;
 });
