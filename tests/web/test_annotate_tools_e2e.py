@@ -34,6 +34,7 @@ GROW_SEED = (390, 220)  # (column, row) in one lung, on the slice the stack open
 BUCKET_SEED = (130, 200)  # in the other lung
 DOTS = [(256, 40), (256, 470)]  # brush dots outside the body: islands of the lung label
 SLICE2 = 20
+HIGH = 300  # a label value above 255: 16-bit label maps
 ISLAND_SIZE = 5000  # "remove islands" drops components smaller than this (voxels)
 
 
@@ -135,6 +136,17 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
             },
         )
         assert response.status_code == 201, response.text
+        response = client.post(
+            f"/api/projects/{PROJECT}/label-sets",
+            json={
+                "name": "wide",
+                "labels": [
+                    {"value": LUNG, "name": "lung", "color": [0, 200, 255]},
+                    {"value": HIGH, "name": "nodule", "color": [255, 160, 0]},
+                ],
+            },
+        )
+        assert response.status_code == 201, response.text
 
     centre = lambda p: [p[0] + 0.5, p[1] + 0.5]  # noqa: E731 - a pixel's centre in image coordinates
     result = run_e2e(
@@ -154,6 +166,7 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
             "islandSize": ISLAND_SIZE,
             "polygon2": polygon2,
             "slice2": SLICE2,
+            "wide": {"labelSet": "wide", "high": HIGH},
         },
         timeout=240,
     )
@@ -326,4 +339,36 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
     assert {
         str(k): int(n) for k, n in zip(*np.unique(v9[v9 > 0], return_counts=True), strict=True)
     } == result["final"]
+
+    # 7. a label above 255: saved as uint16 maps, the polygon's voxels hold 300, the bucket fill's 1
+    wide = result["wide"]
+    with server.client() as client:
+        info = client.get(f"/api/projects/{PROJECT}/segmentations/{wide['seg']}").json()
+        wide_maps = []
+        for v in info["versions"]:
+            raw = client.get(
+                f"/api/projects/{PROJECT}/segmentations/{wide['seg']}/versions/{v['id']}"
+            )
+            assert raw.headers["X-Carina-Dtype"] == "uint16"
+            wide_maps.append(np.frombuffer(raw.content, "<u2").reshape(30, 512, 512))
+    assert [v["tool"] for v in info["versions"]] == [
+        "PolygonFill",
+        f"BucketFill[{RANGE[0]},{RANGE[1]}]",
+    ]
+    w1, w2 = wide_maps
+    assert set(np.unique(w1).tolist()) == {0, HIGH}
+    assert set(np.nonzero(w1)[0].tolist()) == {15}
+    inside_w = _inside(wide["polygon"]["points"], (512, 512))
+    mismatch_w = (w1[15] == HIGH) ^ inside_w
+    rows_w, cols_w = np.nonzero(mismatch_w)
+    assert (_outline_distance(wide["polygon"]["points"], rows_w, cols_w) < 0.01).all()
+    expected_w2 = w1.copy()
+    expected_w2[15][component] = LUNG  # the same 2D component as in step 2
+    assert np.array_equal(w2, expected_w2)
+    counts_w = {
+        str(k): int(n) for k, n in zip(*np.unique(w2[w2 > 0], return_counts=True), strict=True)
+    }
+    assert wide["counts"] == counts_w
+    assert wide["reloaded"] == counts_w
+    figures["wide"] = counts_w
     print("annotate tools figures:", json.dumps(figures))

@@ -2,12 +2,14 @@
 // one lung (the server's grow endpoint), a 2D bucket fill by HU range of the other lung, a polygon
 // fill of the tumour with the lung label locked (undone and redone), brush dots made islands and
 // removed by "remove islands" and "keep largest", a second tumour polygon on another slice and
-// the interpolation between the two, and a 3D bucket fill. Prints what it saw (what the
+// the interpolation between the two, and a 3D bucket fill; then a segmentation whose label set has
+// a value above 255 (16-bit label maps). Prints what it saw (what the
 // panel reports of each edit); tests/web/test_annotate_tools_e2e.py judges the saved versions
 // against the CT.
 // --params: {"study", "series", "labelSet", "tumour": value, "lung": value,
 //            "grow": [col, row], "polygon": [[x, y], ...], "bucket": [col, row], "range": [lo, hi],
-//            "dots": [[col, row], ...], "islandSize": voxels, "polygon2": [[x, y], ...], "slice2": k}
+//            "dots": [[col, row], ...], "islandSize": voxels, "polygon2": [[x, y], ...], "slice2": k,
+//            "wide": {"labelSet", "high": value above 255}}
 import { join } from "node:path";
 import { imageStats, login, run } from "./lib.mjs";
 
@@ -224,6 +226,34 @@ await run(async (page, opts) => {
   await save(page, 9, "lung by 3D bucket fill");
   lap("bucket3d");
   result.final = await counts(page);
+
+  // 7. a label set with a value above 255: a new segmentation edited on 16-bit labelmap images,
+  // a polygon of that label and a 2D bucket fill of the other, saved, then the page reloaded
+  if (p.wide) {
+    await page.uncheck("[data-testid=annot-bucket-3d]");
+    await page.selectOption("[data-testid=annot-labelset]", p.wide.labelSet);
+    await page.fill("[data-testid=annot-name]", "wide");
+    await page.click("[data-testid=annot-create]");
+    await waitPanel(page, `[data-status=ready][data-number="0"]:not([data-seg="${result.seg}"])`);
+    const wide = { seg: await page.$eval(PANEL, (el) => el.dataset.seg) };
+    await setLabel(page, p.wide.high);
+    await tool(page, "PolygonFill");
+    await outline(page, p.polygon);
+    wide.polygon = await lastEdit(page);
+    await save(page, 1, "a label above 255");
+    await setLabel(page, p.lung);
+    await tool(page, "BucketFill");
+    await click(page, p.bucket);
+    wide.bucket = await lastEdit(page);
+    await save(page, 2, "and a bucket fill");
+    wide.counts = await counts(page);
+    await shot(page, out("wide.png"));
+    await page.reload();
+    await waitPanel(page, `[data-status=ready][data-seg="${wide.seg}"][data-number="2"]`, 60000);
+    wide.reloaded = await counts(page);
+    result.wide = wide;
+    lap("wide");
+  }
   result.history = await page.$$eval("[data-testid=annot-history] li", (items) => items.map((li) => li.textContent));
   return result;
 });

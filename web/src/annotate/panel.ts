@@ -254,13 +254,17 @@ export class AnnotationPanel {
     const seg = this.seg;
     if (!seg) return;
     const { imageIds, rows, columns } = this.viewer.series;
+    // 16-bit labelmap images when the label set or the map has values above 255, else 8-bit
+    const wide = seg.label_set.labels.some((label) => label.value > 255);
+    const size = imageIds.length * rows * columns;
     const labelmap: RawLabelmap = version
       ? await this.api.labelmap(seg.id, version.id)
-      : { shape: [imageIds.length, rows, columns], values: new Uint8Array(imageIds.length * rows * columns) };
-    if (labelmap.values instanceof Uint16Array) {
+      : { shape: [imageIds.length, rows, columns], values: wide ? new Uint16Array(size) : new Uint8Array(size) };
+    if (labelmap.values instanceof Uint16Array && !wide) {
       const max = labelmap.values.reduce((m, v) => Math.max(m, v), 0);
-      if (max > 255) throw new Error(`label values over 255 (${max}) cannot be edited here`);
-      labelmap.values = Uint8Array.from(labelmap.values);
+      if (max <= 255) labelmap.values = Uint8Array.from(labelmap.values);
+    } else if (labelmap.values instanceof Uint8Array && wide) {
+      labelmap.values = Uint16Array.from(labelmap.values);
     }
     this.unload();
     this.setTool(null);
@@ -655,7 +659,9 @@ export class AnnotationPanel {
     const { rows, columns } = this.viewer.series;
     const plane = rows * columns;
     const imageIds = this.labelImages;
-    const values = new Uint8Array(imageIds.length * plane);
+    const first = imageIds.length ? cache.getImage(imageIds[0]) : undefined;
+    const wide = (first?.voxelManager ? first.voxelManager.getScalarData() : first?.getPixelData()) instanceof Uint16Array;
+    const values = wide ? new Uint16Array(imageIds.length * plane) : new Uint8Array(imageIds.length * plane);
     imageIds.forEach((imageId, k) => {
       const image = cache.getImage(imageId);
       if (!image) throw new Error(`labelmap image ${imageId} is not in the cache`);

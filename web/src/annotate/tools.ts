@@ -129,16 +129,17 @@ export class LabelImages {
     return image.voxelManager as Types.IVoxelManager<number>;
   }
 
-  /** The whole label map (a copy), as on the wire. */
-  values(): Uint8Array {
-    const out = new Uint8Array(this.dims[0] * this.plane);
+  /** The whole label map (a copy), as on the wire (16-bit labelmap images give a Uint16Array). */
+  values(): Uint8Array | Uint16Array {
+    const wide = this.voxels(0).getScalarData() instanceof Uint16Array;
+    const out = wide ? new Uint16Array(this.dims[0] * this.plane) : new Uint8Array(this.dims[0] * this.plane);
     for (let k = 0; k < this.dims[0]; k++) out.set(this.voxels(k).getScalarData() as ArrayLike<number>, k * this.plane);
     return out;
   }
 
   /** Slice k's labels (a copy). */
-  slice(k: number): Uint8Array {
-    return Uint8Array.from(this.voxels(k).getScalarData() as ArrayLike<number>);
+  slice(k: number): Uint16Array {
+    return Uint16Array.from(this.voxels(k).getScalarData() as ArrayLike<number>);
   }
 
   /**
