@@ -260,7 +260,7 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
     # the outline the mouse drew is the polygon of the test's vertices
     drawn = _inside(polygon, (512, 512))
     iou = (drawn & inside).sum() / (drawn | inside).sum()
-    assert iou > 0.97, iou
+    assert iou > 0.95, iou
     assert poly["before"] == {"1": int((v2 == 1).sum())}
     assert poly["after"] == {"1": int((v3 == 1).sum()), "2": int((v3 == 2).sum())}
     assert poly["undone"] == poly["before"]
@@ -291,6 +291,12 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
     assert np.array_equal(v6 == LUNG, largest)
     assert np.array_equal(v6 == TUMOUR, v4 == TUMOUR)
     assert np.array_equal(v5 == TUMOUR, v4 == TUMOUR)
+    # "keep largest" was undone (back to version 5) and redone (version 6) before the save
+    counts_of = lambda m: {  # noqa: E731
+        str(k): int(n) for k, n in zip(*np.unique(m[m > 0], return_counts=True), strict=True)
+    }
+    assert result["islands"]["undone"] == counts_of(v5)
+    assert result["islands"]["redone"] == result["islands"]["counts"] == counts_of(v6)
     figures["islands"] = {
         "components_before": int(n_before),
         "sizes": sorted(sizes.tolist())[::-1][:4],

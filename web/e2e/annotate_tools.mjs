@@ -182,6 +182,13 @@ await run(async (page, opts) => {
   await page.click("[data-testid=annot-keep-largest]");
   await page.waitForFunction(() => window.carinaAnnotation.lastEdit?.tool?.startsWith("KeepLargest"));
   result.islands = { ...(await lastEdit(page)), counts: await counts(page) };
+  // undone and redone like a brush stroke
+  await page.click("[data-testid=annot-undo]");
+  await page.waitForTimeout(200);
+  result.islands.undone = await counts(page);
+  await page.click("[data-testid=annot-redo]");
+  await page.waitForTimeout(200);
+  result.islands.redone = await counts(page);
   await save(page, 6, "largest lung component kept");
   lap("islands");
 

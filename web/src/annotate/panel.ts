@@ -115,7 +115,8 @@ export class AnnotationPanel {
   lastEdit: Record<string, unknown> | null = null;
   private grid: SeriesGrid | null = null;
   private images: LabelImages | null = null;
-  /** True while the panel's own tools write: their data-modified events are counted by them. */
+  /** True while the panel's own tools write or undo/redo restores: those data-modified events
+   * are counted there, not as edits of the active Cornerstone tool. */
   private writing = false;
   private loads = 0;
   /** Edits made since the page opened: a save marks the map clean only if none came in meanwhile. */
@@ -611,8 +612,14 @@ export class AnnotationPanel {
   undo(redo: boolean): void {
     const memo = coreUtilities.HistoryMemo.DefaultHistoryMemo;
     if (redo ? !memo.canRedo : !memo.canUndo) return;
-    if (redo) memo.redo();
-    else memo.undo();
+    // restoring signals data modifications: they are no edit of the active tool
+    this.writing = true;
+    try {
+      if (redo) memo.redo();
+      else memo.undo();
+    } finally {
+      this.writing = false;
+    }
     this.edits++;
     this.setDirty(true);
     this.viewer.renderAll();
