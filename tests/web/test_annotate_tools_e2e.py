@@ -263,6 +263,8 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
     assert iou > 0.95, iou
     assert poly["before"] == {"1": int((v2 == 1).sum())}
     assert poly["after"] == {"1": int((v3 == 1).sum()), "2": int((v3 == 2).sum())}
+    # the viewport shows the labels (coloured overlay pixels in its screenshot)
+    assert result["polygonShot"]["coloured"] > 1000, result["polygonShot"]
     assert poly["undone"] == poly["before"]
     assert poly["redone"] == poly["after"]
     figures["polygon"] = {

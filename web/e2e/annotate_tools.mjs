@@ -95,6 +95,7 @@ async function save(page, number, comment) {
 
 async function shot(page, path) {
   const box = await page.$eval("[data-viewport=stack]", (el) => {
+    window.scrollTo(0, 0);
     const r = el.getBoundingClientRect();
     return { x: r.left, y: r.top, width: r.width, height: r.height };
   });
