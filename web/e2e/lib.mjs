@@ -97,8 +97,8 @@ export async function run(body) {
   result.pageErrors = browser.errors;
   result.seconds = (Date.now() - started) / 1000;
   await browser.close();
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  process.exit(code);
+  // exit once the result is written: a pipe takes 64 KiB at a time, and exiting earlier cuts it
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(code));
 }
 
 /**

@@ -4,6 +4,7 @@
 import { ApiError, type ApiClient } from "../api/client";
 import { readLabelmap, type RawLabelmap } from "../viewer/segmentations";
 import { firstPart } from "./multipart";
+import type { GrownBlock } from "./tools";
 
 export interface LabelDef {
   value: number;
@@ -145,6 +146,23 @@ export class AnnotationApi {
       headers: { "Content-Type": "application/dicom" },
       body: data,
     });
+  }
+
+  /** Click region growing on the server from world points (LPS mm): the grown block of the grid. */
+  async grow(study: string, series: string, points: number[][]): Promise<GrownBlock> {
+    const response = await this.request(`/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}/grow`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ method: "click", points }),
+    });
+    const triple = (name: string) => (response.headers.get(name) ?? "").split(",").map(Number) as [number, number, number];
+    const shape = triple("X-Carina-Shape");
+    const offset = triple("X-Carina-Offset");
+    const block = new Uint8Array(await response.arrayBuffer());
+    if (shape.length !== 3 || offset.length !== 3 || block.length !== shape[0] * shape[1] * shape[2]) {
+      throw new Error("region growing answered a block of another shape");
+    }
+    return { shape, offset, block, voxels: Number(response.headers.get("X-Carina-Voxels") ?? 0) };
   }
 
   /** One stored instance as its DICOM file (WADO-RS, the single part of the multipart answer). */

@@ -4,15 +4,17 @@
 // and saving as a new version whose parent is the version the edit started from. A save the
 // server refuses as stale (409) is shown with the head version and never retried over it.
 import "./annotate.css";
-import { cache, eventTarget, utilities as coreUtilities } from "@cornerstonejs/core";
+import { cache, eventTarget, utilities as coreUtilities, type Types } from "@cornerstonejs/core";
 import {
   BrushTool,
+  PlanarFreehandROITool,
   CircleScissorsTool,
   Enums as ToolEnums,
   RectangleScissorsTool,
   SphereScissorsTool,
   ToolGroupManager,
   addTool,
+  annotation as toolAnnotation,
   segmentation,
   state as toolState,
 } from "@cornerstonejs/tools";
@@ -21,6 +23,8 @@ import { h } from "../dom";
 import { applySegmentation, listSegmentations, LoadedSegmentation, registerLabelmap, type RawLabelmap, type SegSummary } from "../viewer/segmentations";
 import type { Viewer } from "../viewer/viewer";
 import { AnnotationApi, ConflictError, type LabelDef, type SegmentationView, type VersionView } from "./api";
+import { floodFill, interpolateMasks, interpolationGaps, islandsToRemove, polygonMask } from "./ops";
+import { blockIndices, LabelClickTool, LabelImages, SeriesGrid } from "./tools";
 
 /** The editing tools: tool instance name -> Cornerstone tool, its configuration and its label. */
 export const EDIT_TOOLS: Record<string, { tool: string; label: string; configuration: Record<string, unknown> }> = {
@@ -33,6 +37,14 @@ export const EDIT_TOOLS: Record<string, { tool: string; label: string; configura
   RectangleScissors: { tool: RectangleScissorsTool.toolName, label: "Rectangle fill", configuration: {} },
   CircleScissors: { tool: CircleScissorsTool.toolName, label: "Circle fill", configuration: {} },
   SphereScissors: { tool: SphereScissorsTool.toolName, label: "Sphere fill", configuration: {} },
+  // a closed outline drawn with Cornerstone's freehand ROI tool, filled on the slice, then removed
+  PolygonFill: {
+    tool: PlanarFreehandROITool.toolName,
+    label: "Polygon fill",
+    configuration: { calculateStats: false, allowOpenContours: false, smoothing: { smoothOnAdd: false, smoothOnEdit: false } },
+  },
+  BucketFill: { tool: LabelClickTool.toolName, label: "Bucket fill", configuration: {} },
+  Grow: { tool: LabelClickTool.toolName, label: "Grow", configuration: {} },
 };
 const THRESHOLD_TOOLS = ["ThresholdBrush", "ThresholdSphere"];
 const BRUSHES = Object.keys(EDIT_TOOLS).filter((name) => EDIT_TOOLS[name].tool === BrushTool.toolName);
@@ -45,6 +57,13 @@ const PALETTE: [number, number, number][] = [
   [0, 220, 220],
 ];
 
+/** The parts of a freehand ROI annotation the polygon fill reads. */
+interface PolygonAnnotation {
+  annotationUID?: string;
+  metadata?: { toolName?: string; referencedImageId?: string };
+  data?: { contour?: { polyline?: Types.Point3[] } };
+}
+
 declare global {
   interface Window {
     /** The open editing panel (automation hook for the browser tests). */
@@ -56,7 +75,7 @@ let toolsAdded = false;
 
 function addEditTools(): void {
   if (toolsAdded) return;
-  for (const tool of [BrushTool, RectangleScissorsTool, CircleScissorsTool, SphereScissorsTool]) {
+  for (const tool of [BrushTool, RectangleScissorsTool, CircleScissorsTool, SphereScissorsTool, PlanarFreehandROITool, LabelClickTool]) {
     if (!toolState.tools[tool.toolName]) addTool(tool);
   }
   toolsAdded = true;
@@ -86,6 +105,19 @@ export class AnnotationPanel {
   brushSize = 8;
   activeLabel = 1;
   readonly used = new Set<string>();
+  /** Bucket fill in 3D (6-connected) rather than on the slice (4-connected). */
+  bucket3D = false;
+  /** Connectivity of the islands' components (3D). */
+  connectivity: 6 | 26 = 26;
+  /** "Remove islands" drops components smaller than this (voxels). */
+  islandSize = 100;
+  /** What the last of the panel's own tools did (automation hook for the browser tests). */
+  lastEdit: Record<string, unknown> | null = null;
+  private grid: SeriesGrid | null = null;
+  private images: LabelImages | null = null;
+  /** True while the panel's own tools write or undo/redo restores: those data-modified events
+   * are counted there, not as edits of the active Cornerstone tool. */
+  private writing = false;
   private loads = 0;
   /** Edits made since the page opened: a save marks the map clean only if none came in meanwhile. */
   edits = 0;
@@ -136,11 +168,19 @@ export class AnnotationPanel {
     this.listen(ToolEnums.Events.SEGMENTATION_DATA_MODIFIED, (event) => {
       const detail = (event as CustomEvent<{ segmentationId?: string }>).detail;
       // only edits count: loading and rendering a map signal modifications too
-      if (!this.loaded || !this.tool || detail?.segmentationId !== this.loaded.id) return;
+      if (this.writing || !this.loaded || !this.tool || detail?.segmentationId !== this.loaded.id) return;
       this.used.add(this.toolDescription(this.tool));
       this.edits++;
       this.setDirty(true);
     });
+    this.listen(ToolEnums.Events.ANNOTATION_COMPLETED, (event) => {
+      const item = (event as CustomEvent<{ annotation?: PolygonAnnotation }>).detail?.annotation;
+      if (item?.metadata?.toolName === "PolygonFill") void this.run(async () => this.polygonFill(item));
+    });
+    LabelClickTool.handler = (name, world) => {
+      if (name === "BucketFill") void this.run(() => this.bucketFill(world));
+      else if (name === "Grow") void this.run(() => this.grow(world));
+    };
     this.setAutosave(options.autosaveSeconds ?? 0);
   }
 
@@ -215,19 +255,25 @@ export class AnnotationPanel {
     const seg = this.seg;
     if (!seg) return;
     const { imageIds, rows, columns } = this.viewer.series;
+    // 16-bit labelmap images when the label set or the map has values above 255, else 8-bit
+    const wide = seg.label_set.labels.some((label) => label.value > 255);
+    const size = imageIds.length * rows * columns;
     const labelmap: RawLabelmap = version
       ? await this.api.labelmap(seg.id, version.id)
-      : { shape: [imageIds.length, rows, columns], values: new Uint8Array(imageIds.length * rows * columns) };
-    if (labelmap.values instanceof Uint16Array) {
+      : { shape: [imageIds.length, rows, columns], values: wide ? new Uint16Array(size) : new Uint8Array(size) };
+    if (labelmap.values instanceof Uint16Array && !wide) {
       const max = labelmap.values.reduce((m, v) => Math.max(m, v), 0);
-      if (max > 255) throw new Error(`label values over 255 (${max}) cannot be edited here`);
-      labelmap.values = Uint8Array.from(labelmap.values);
+      if (max <= 255) labelmap.values = Uint8Array.from(labelmap.values);
+    } else if (labelmap.values instanceof Uint8Array && wide) {
+      labelmap.values = Uint16Array.from(labelmap.values);
     }
     this.unload();
     this.setTool(null);
     const id = `${this.viewer.id}-annot-${seg.id}-${++this.loads}`;
     const { voxels, imageIds: labelImages } = registerLabelmap(this.viewer, id, labelmap);
     this.labelImages = labelImages;
+    this.grid ??= new SeriesGrid(imageIds, rows, columns);
+    this.images = new LabelImages(id, labelImages, [imageIds.length, rows, columns]);
     const labels = seg.label_set.labels.map((label, index) => ({
       value: label.value,
       name: label.name,
@@ -267,6 +313,7 @@ export class AnnotationPanel {
     if (index >= 0) this.viewer.segmentations.splice(index, 1);
     segmentation.removeSegmentation(this.loaded.id);
     this.loaded = null;
+    this.images = null;
   }
 
   // -- the editor -----------------------------------------------------------------------------------
@@ -297,6 +344,27 @@ export class AnnotationPanel {
     };
     lower.addEventListener("change", onRange);
     upper.addEventListener("change", onRange);
+
+    const bucket3D = h("input", { type: "checkbox", "data-testid": "annot-bucket-3d" });
+    bucket3D.addEventListener("change", () => (this.bucket3D = bucket3D.checked));
+    const connectivity = h(
+      "select",
+      { "data-testid": "annot-connectivity", "aria-label": "Connectivity of islands" },
+      h("option", { value: "26" }, "26-connected"),
+      h("option", { value: "6" }, "6-connected"),
+    );
+    connectivity.addEventListener("change", () => (this.connectivity = connectivity.value === "6" ? 6 : 26));
+    const islandSize = h("input", { type: "number", min: "1", value: String(this.islandSize), "data-testid": "annot-island-size", "aria-label": "Smallest island kept (voxels)" });
+    islandSize.addEventListener("change", () => {
+      const n = Math.round(Number(islandSize.value));
+      if (Number.isFinite(n) && n > 0) this.islandSize = n;
+    });
+    const keepLargest = h("button", { type: "button", "data-testid": "annot-keep-largest" }, "Keep largest");
+    keepLargest.addEventListener("click", () => void this.run(async () => this.removeIslands(null)));
+    const removeIslands = h("button", { type: "button", "data-testid": "annot-remove-islands" }, "Remove islands");
+    removeIslands.addEventListener("click", () => void this.run(async () => this.removeIslands(this.islandSize)));
+    const interpolate = h("button", { type: "button", "data-testid": "annot-interpolate" }, "Interpolate slices");
+    interpolate.addEventListener("click", () => void this.run(async () => this.interpolate()));
 
     const undo = h("button", { type: "button", "data-testid": "annot-undo" }, "Undo");
     const redo = h("button", { type: "button", "data-testid": "annot-redo" }, "Redo");
@@ -334,6 +402,10 @@ export class AnnotationPanel {
       this.tools,
       h("label", {}, "Radius ", size, sizeLabel),
       h("label", {}, "Threshold HU ", lower, "…", upper),
+      h("label", {}, bucket3D, " Bucket fill in 3D"),
+      h("strong", {}, "Active label"),
+      h("div", { class: "annot-row" }, keepLargest, removeIslands, h("label", {}, "smaller than ", islandSize, " voxels")),
+      h("div", { class: "annot-row" }, connectivity, interpolate),
       h("div", { class: "annot-row" }, undo, redo),
       h("div", { class: "annot-row" }, this.comment, save),
       autosave,
@@ -391,6 +463,122 @@ export class AnnotationPanel {
     return THRESHOLD_TOOLS.includes(name) ? `${name}[${this.threshold[0]},${this.threshold[1]}]` : name;
   }
 
+  // -- the panel's own tools ------------------------------------------------------------------------
+
+  /**
+   * Sets `value` at the voxels as one undoable edit recorded as `tool`, leaving voxels of locked
+   * labels (and those `keep` protects) alone; refused when the label being edited is locked.
+   */
+  private commit(tool: string, indices: Iterable<number>, value: number, label = value, keep: (old: number) => boolean = () => false): number {
+    const images = this.images;
+    if (!images || !this.loaded) throw new Error("no segmentation loaded");
+    const locked = new Set(segmentation.segmentLocking.getLockedSegmentIndices(this.loaded.id));
+    if (locked.has(label)) throw new Error(`label ${label} is locked`);
+    this.writing = true;
+    let changed = 0;
+    try {
+      changed = images.write(indices, value, (old) => locked.has(old) || keep(old));
+    } finally {
+      this.writing = false;
+    }
+    if (changed) {
+      this.used.add(tool);
+      this.edits++;
+      this.setDirty(true);
+      this.viewer.renderAll();
+    }
+    this.setStatus("ready", `${tool}: ${changed} voxels changed`);
+    return changed;
+  }
+
+  /** Fills the inside of a closed outline drawn on a slice with the active label. */
+  private polygonFill(item: PolygonAnnotation): void {
+    if (item.annotationUID) toolAnnotation.state.removeAnnotation(item.annotationUID);
+    this.viewer.renderAll();
+    const grid = this.grid;
+    const polyline = item.data?.contour?.polyline ?? [];
+    if (!grid || polyline.length < 3) return;
+    const reference = item.metadata?.referencedImageId;
+    const k = reference ? grid.imageIds.indexOf(reference) : grid.sliceAt(polyline[0]);
+    if (k < 0 || polyline.some((p) => grid.sliceAt(p) !== k)) throw new Error("polygon fill works on the slices of the series (its acquisition plane)");
+    const points = polyline.map((p) => grid.imageCoords(k, p));
+    const [, rows, columns] = grid.dims;
+    const mask = polygonMask(rows, columns, points);
+    const indices: number[] = [];
+    for (let i = 0; i < mask.length; i++) if (mask[i]) indices.push(k * rows * columns + i);
+    const changed = this.commit("PolygonFill", indices, this.activeLabel);
+    this.lastEdit = { tool: "PolygonFill", k, points, inside: indices.length, changed };
+  }
+
+  /** Fills the connected region of the clicked voxel whose HU is within the threshold range. */
+  private async bucketFill(world: Types.Point3): Promise<void> {
+    const grid = this.grid;
+    const seed = grid?.voxelAt(world);
+    if (!grid || !seed) return;
+    const [lower, upper] = this.threshold;
+    const threeD = this.bucket3D;
+    const ks = threeD ? grid.imageIds.map((_, k) => k) : [seed.k];
+    const hu = await grid.volumeHu(ks);
+    const plane = grid.dims[1] * grid.dims[2];
+    const inside = (index: number) => {
+      const k = Math.floor(index / plane);
+      const value = hu.get(k)?.[index - k * plane];
+      return value !== undefined && value >= lower && value <= upper;
+    };
+    const region = floodFill(grid.dims, seed.index, inside, threeD);
+    if (!region.length) throw new Error(`the clicked voxel is outside ${lower}…${upper} HU`);
+    const tool = `BucketFill${threeD ? "3D" : ""}[${lower},${upper}]`;
+    const changed = this.commit(tool, region, this.activeLabel);
+    this.lastEdit = { tool, seed: [seed.k, seed.row, seed.column], region: region.length, changed };
+  }
+
+  /** Adds the server's click region growing from the clicked point to the active label. */
+  private async grow(world: Types.Point3): Promise<void> {
+    const grid = this.grid;
+    if (!grid) return;
+    const { study, series } = this.viewer.series;
+    const points = [Array.from(world)];
+    this.setStatus("loading", "Growing…");
+    const grown = await this.api.grow(study, series, points);
+    const changed = this.commit("grow", blockIndices(grown, grid.dims), this.activeLabel);
+    this.lastEdit = { tool: "grow", points, grown: grown.voxels, changed };
+  }
+
+  /** Removes the active label's 3D components smaller than `minSize` voxels (null: all but the largest). */
+  removeIslands(minSize: number | null): void {
+    const grid = this.grid;
+    const images = this.images;
+    if (!grid || !images) return;
+    const label = this.activeLabel;
+    const drop = islandsToRemove(images.values(), grid.dims, label, this.connectivity, minSize);
+    const tool = minSize === null ? `KeepLargest[${this.connectivity}]` : `RemoveIslands[${this.connectivity},<${minSize}]`;
+    const changed = this.commit(tool, drop, 0, label);
+    this.lastEdit = { tool, changed };
+  }
+
+  /** Fills the empty slices between slices holding the active label by shape-based interpolation. */
+  interpolate(): void {
+    const grid = this.grid;
+    const images = this.images;
+    if (!grid || !images) return;
+    const label = this.activeLabel;
+    const [, rows, columns] = grid.dims;
+    const plane = rows * columns;
+    const gaps = interpolationGaps(images.values(), grid.dims, label);
+    const indices: number[] = [];
+    for (const [k1, k2] of gaps) {
+      const key = (k: number) => images.slice(k).map((v) => (v === label ? 1 : 0));
+      interpolateMasks(key(k1), key(k2), rows, columns, k2 - k1 - 1).forEach((mask, step) => {
+        const base = (k1 + 1 + step) * plane;
+        for (let i = 0; i < plane; i++) if (mask[i]) indices.push(base + i);
+      });
+    }
+    if (!gaps.length) throw new Error(`label ${label} has no empty slices between labelled ones`);
+    // only unlabelled voxels: the interpolation never takes voxels from other labels
+    const changed = this.commit("Interpolate", indices, label, label, (old) => old !== 0);
+    this.lastEdit = { tool: "Interpolate", gaps, changed };
+  }
+
   private configureTools(): void {
     for (const groupId of this.viewer.toolGroupIds()) {
       const group = ToolGroupManager.getToolGroup(groupId);
@@ -424,8 +612,14 @@ export class AnnotationPanel {
   undo(redo: boolean): void {
     const memo = coreUtilities.HistoryMemo.DefaultHistoryMemo;
     if (redo ? !memo.canRedo : !memo.canUndo) return;
-    if (redo) memo.redo();
-    else memo.undo();
+    // restoring signals data modifications: they are no edit of the active tool
+    this.writing = true;
+    try {
+      if (redo) memo.redo();
+      else memo.undo();
+    } finally {
+      this.writing = false;
+    }
     this.edits++;
     this.setDirty(true);
     this.viewer.renderAll();
@@ -472,7 +666,9 @@ export class AnnotationPanel {
     const { rows, columns } = this.viewer.series;
     const plane = rows * columns;
     const imageIds = this.labelImages;
-    const values = new Uint8Array(imageIds.length * plane);
+    const first = imageIds.length ? cache.getImage(imageIds[0]) : undefined;
+    const wide = (first?.voxelManager ? first.voxelManager.getScalarData() : first?.getPixelData()) instanceof Uint16Array;
+    const values = wide ? new Uint16Array(imageIds.length * plane) : new Uint8Array(imageIds.length * plane);
     imageIds.forEach((imageId, k) => {
       const image = cache.getImage(imageId);
       if (!image) throw new Error(`labelmap image ${imageId} is not in the cache`);
@@ -574,6 +770,7 @@ export class AnnotationPanel {
     if (this.keys) document.removeEventListener("keydown", this.keys);
     if (this.timer !== null) window.clearInterval(this.timer);
     for (const [type, handler] of this.listeners) eventTarget.removeEventListener(type, handler);
+    LabelClickTool.handler = null;
   }
 }
 

@@ -82,7 +82,7 @@ export async function readLabelmap(response: Response): Promise<RawLabelmap> {
 
 /**
  * Puts a (slices, rows, columns) label map on labelmap images derived from the series' images
- * and registers them as the Cornerstone labelmap segmentation `id`; returns the labelled voxels
+ * (16-bit images for a Uint16Array map) and registers them as the Cornerstone labelmap segmentation `id`; returns the labelled voxels
  * and the labelmap images' ids (in the series' order).
  */
 export function registerLabelmap(viewer: Viewer, id: string, labelmap: RawLabelmap): { voxels: number; imageIds: string[] } {
@@ -92,7 +92,14 @@ export function registerLabelmap(viewer: Viewer, id: string, labelmap: RawLabelm
     throw new Error(`the label map's grid ${shape.join("x")} is not the series' ${imageIds.length}x${rows}x${columns}`);
   }
   const plane = rows * columns;
-  const images = imageLoader.createAndCacheDerivedLabelmapImages(imageIds);
+  // label values above 255 need 16-bit labelmap images (Cornerstone's labelmap helper makes 8-bit ones)
+  const images =
+    values instanceof Uint16Array
+      ? imageLoader.createAndCacheDerivedImages(imageIds, {
+          targetBuffer: { type: "Uint16Array" },
+          voxelRepresentation: imageLoader.getDefaultLabelmapVoxelRepresentation(),
+        })
+      : imageLoader.createAndCacheDerivedLabelmapImages(imageIds);
   let voxels = 0;
   images.forEach((image, k) => {
     const slice = values.subarray(k * plane, (k + 1) * plane);
