@@ -214,6 +214,11 @@ export class ShapesPanel {
     return out;
   }
 
+  /** How many annotations of the shape tools Cornerstone's annotation state holds. */
+  annotationCount(): number {
+    return annotation.state.getAllAnnotations().filter((item) => KIND_OF[item.metadata?.toolName ?? ""]).length;
+  }
+
   renderList(): void {
     const entries = this.entries();
     this.root.dataset.count = String(entries.length);
