@@ -51,10 +51,23 @@ def test_shapes_drawn_stored_reloaded_and_exported(
 
     line = [[150, 300], [230, 260]]  # (column, row) on the middle slice
     box = [[300, 200], [360, 250]]
+    point = [256, 330]
+    angle = [[100, 150], [140, 200], [200, 170]]  # arm, vertex, arm
+    ellipse = [[400, 320], [430, 340]]  # centre, then a corner of its bounding box
+    polygon = [[180, 390], [230, 390], [230, 430], [180, 430], [181, 392]]
     result = run_e2e(
         server,
         "shapes.mjs",
-        {"study": study, "series": series, "line": line, "box": box},
+        {
+            "study": study,
+            "series": series,
+            "line": line,
+            "box": box,
+            "point": point,
+            "angle": angle,
+            "ellipse": ellipse,
+            "polygon": polygon,
+        },
         timeout=180,
     )
     assert result["pageErrors"] == [], result["pageErrors"]
@@ -65,9 +78,17 @@ def test_shapes_drawn_stored_reloaded_and_exported(
         shapes = client.get(
             f"/api/projects/{PROJECT}/shapes", params={"study": study, "series": series}
         ).json()
-    assert [s["kind"] for s in shapes] == ["line", "box"]
-    assert [s["label"] for s in shapes] == ["nodule axis", "nodule box"]
-    stored_line, stored_box = shapes
+    kinds = ["line", "box", "point", "angle", "ellipse", "polygon"]
+    assert [s["kind"] for s in shapes] == kinds
+    assert [s["label"] for s in shapes] == [
+        "nodule axis",
+        "nodule box",
+        "spinal canal",
+        "lung angle",
+        "chest wall",
+        "lesion outline",
+    ]
+    stored_line, stored_box, stored_point, stored_angle, stored_ellipse, stored_polygon = shapes
     # the instance is the middle slice's
     middle = next(
         f
@@ -76,7 +97,7 @@ def test_shapes_drawn_stored_reloaded_and_exported(
     )
     position = np.asarray(pydicom.dcmread(middle, stop_before_pixels=True).ImagePositionPatient)
     assert np.allclose(geometry.index_to_world([0, 0, slice_index]), position, atol=1e-3)
-    assert stored_box["sop"] == stored_line["sop"]
+    assert {s["sop"] for s in shapes} == {stored_line["sop"]}
 
     # the stored points, through the series' geometry, are the pixels aimed at (within a voxel)
     def index(points: list[list[float]]) -> np.ndarray:
@@ -90,6 +111,27 @@ def test_shapes_drawn_stored_reloaded_and_exported(
     box_ijk = index(stored_box["points"])
     assert np.allclose(box_ijk[:, 2], slice_index, atol=0.01)
     assert np.abs(box_ijk[:, :2] - np.asarray(corners)).max() <= 1.0, box_ijk
+
+    # the point, the angle's arms and vertex, the ellipse's axes, the polygon's outline
+    assert np.abs(index(stored_point["points"])[0, :2] - point).max() <= 1.0
+    angle_ijk = index(stored_angle["points"])
+    assert np.allclose(angle_ijk[:, 2], slice_index, atol=0.01)
+    assert np.abs(angle_ijk[:, :2] - np.asarray(angle)).max() <= 1.0, angle_ijk
+    ellipse_ijk = index(stored_ellipse["points"])
+    (ec, er), (kc, kr) = ellipse
+    major = sorted(ellipse_ijk[:2, :2].tolist())  # along the rows: 30 pixels either side
+    minor = sorted(ellipse_ijk[2:, :2].tolist(), key=lambda p: p[1])  # along the columns: 20
+    expected_major = [[ec - (kc - ec), er], [kc, er]]
+    expected_minor = [[ec, er - (kr - er)], [ec, kr]]
+    assert np.abs(np.asarray(major) - expected_major).max() <= 1.0, ellipse_ijk
+    assert np.abs(np.asarray(minor) - expected_minor).max() <= 1.0, ellipse_ijk
+    polygon_ijk = index(stored_polygon["points"])
+    assert len(polygon_ijk) >= 4
+    assert np.allclose(polygon_ijk[:, 2], slice_index, atol=0.01)
+    assert polygon_ijk[:, 0].min() == pytest.approx(180, abs=1.0)
+    assert polygon_ijk[:, 0].max() == pytest.approx(230, abs=1.0)
+    assert polygon_ijk[:, 1].min() == pytest.approx(390, abs=1.0)
+    assert polygon_ijk[:, 1].max() == pytest.approx(430, abs=1.0)
 
     # the length the viewer displayed is the distance between the stored end points
     length_mm = float(np.linalg.norm(np.subtract(*np.asarray(stored_line["points"]))))
@@ -106,18 +148,30 @@ def test_shapes_drawn_stored_reloaded_and_exported(
     side_a = np.linalg.norm(np.subtract(stored_box["points"][1], stored_box["points"][0]))
     side_b = np.linalg.norm(np.subtract(stored_box["points"][2], stored_box["points"][1]))
     assert drawn["box"]["values"]["area"] == pytest.approx(side_a * side_b, rel=0.02)
-    assert {e["shape"] for e in result["drawn"]["listed"]} == {
-        str(stored_line["id"]),
-        str(stored_box["id"]),
-    }
+    # the angle the viewer displayed is the stored arms' angle at the vertex
+    arm_a, vertex, arm_b = np.asarray(stored_angle["points"])
+    u, v = arm_a - vertex, arm_b - vertex
+    degrees = float(np.degrees(np.arccos(u @ v / np.linalg.norm(u) / np.linalg.norm(v))))
+    assert drawn["angle"]["values"]["angle"] == pytest.approx(degrees, abs=0.5)
+    assert {e["shape"] for e in result["drawn"]["listed"]} == {str(s["id"]) for s in shapes}
 
     # reloaded: both shapes are in Cornerstone's annotation state again, at the stored points
     reloaded = result["reloaded"]
-    assert reloaded["annotations"] == 2
+    assert reloaded["annotations"] == len(kinds)
     again = {e["kind"]: e for e in reloaded["entries"]}
-    assert sorted(again) == ["box", "line"]
-    assert np.allclose(again["line"]["points"], stored_line["points"], atol=1e-6)
-    assert np.allclose(again["box"]["points"], stored_box["points"], atol=1e-6)
+    assert sorted(again) == sorted(kinds)
+    for shape in shapes:
+        entry = again[shape["kind"]]
+        assert entry["n"] == len(shape["points"])
+        assert np.allclose(entry["sum"], np.sum(shape["points"], axis=0), atol=1e-6)
+        back = entry["points"]
+        if shape["kind"] == "polygon":  # summed up: its first points
+            assert np.allclose(back, shape["points"][: len(back)], atol=1e-6)
+            continue
+        # the same points (an ellipse's axis end points may come back in the other order)
+        assert sorted(map(tuple, np.round(back, 6))) == sorted(
+            map(tuple, np.round(shape["points"], 6))
+        ), shape["kind"]
     assert abs(again["line"]["values"]["length"] - length_mm) <= 0.01
     assert any(
         abs(v - length_mm) <= 0.5

@@ -2,8 +2,9 @@
 // patient coordinates (LPS, mm); only the order differs:
 // - box: Cornerstone keeps the corners as top-left, top-right, bottom-left, bottom-right; the
 //   server a closed outline (top-left, top-right, bottom-right, bottom-left);
-// - ellipse: Cornerstone keeps bottom, top, left, right; the server the major axis' end points,
-//   then the minor axis';
+// - ellipse: Cornerstone keeps the end points of the axis along the columns (the upper one first),
+//   then those of the axis along the rows (the left one first); the server the major axis' end
+//   points, then the minor axis';
 // - polygon: Cornerstone's freehand contour is its polyline.
 export type Point = [number, number, number];
 
@@ -36,12 +37,12 @@ export function toCornerstone(kind: string, points: Point[], rowCosines: Point, 
   if (kind === "box" && points.length === 4) return [points[0], points[1], points[3], points[2]];
   if (kind === "ellipse" && points.length === 4) {
     const [a, b, c, d] = points;
-    // the pair more along the columns is the vertical axis: bottom (further down) first
+    // the pair more along the columns is the vertical axis
     const vertical = Math.abs(dot(minus(b, a), columnCosines)) >= Math.abs(dot(minus(d, c), columnCosines));
     const [v1, v2, h1, h2] = vertical ? [a, b, c, d] : [c, d, a, b];
-    const [bottom, top] = dot(v1, columnCosines) >= dot(v2, columnCosines) ? [v1, v2] : [v2, v1];
+    const [upper, lower] = dot(v1, columnCosines) <= dot(v2, columnCosines) ? [v1, v2] : [v2, v1];
     const [left, right] = dot(h1, rowCosines) <= dot(h2, rowCosines) ? [h1, h2] : [h2, h1];
-    return [bottom, top, left, right];
+    return [upper, lower, left, right];
   }
   return points.map(copy);
 }
