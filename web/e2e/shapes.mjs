@@ -13,7 +13,12 @@ const PANEL = "[data-testid=shapes]";
 
 // Cornerstone's image coordinates start at the top left corner of the top left pixel: the centre
 // of pixel (column, row) is at (column + 0.5, row + 0.5)
-const centre = (page, [c, r]) => page.evaluate(([x, y]) => window.carinaViewer.imageToPage(x, y), [c + 0.5, r + 0.5]);
+// (the page is scrolled back to its top first: the panel's buttons are below the viewport's top)
+const centre = (page, [c, r]) =>
+  page.evaluate(([x, y]) => {
+    window.scrollTo(0, 0);
+    return window.carinaViewer.imageToPage(x, y);
+  }, [c + 0.5, r + 0.5]);
 
 async function drag(page, from, to) {
   const a = await centre(page, from);

@@ -78,11 +78,9 @@ export async function mountStudy(
       });
       window.carinaViewer = viewer;
       void mountSegmentationPanel(viewer.side, viewer, project);
-      // drawing a shape takes the primary button from the label editor's tools
-      shapes = mountShapesPanel(viewer.side, viewer, ctx.api, project, { onActivate: () => annotations?.setTool(null, false) });
       // label editing: the segmentation being edited is kept in the URL (?seg=) across reloads
       const segParam = Number(new URLSearchParams(location.search).get("seg")) || null;
-      annotations = await mountAnnotationPanel(viewer.side, viewer, ctx.api, project, {
+      const editor = mountAnnotationPanel(viewer.side, viewer, ctx.api, project, {
         open: segParam,
         autosaveSeconds: Number(new URLSearchParams(location.search).get("autosave")) || 0,
         onOpen: (seg) => {
@@ -92,6 +90,10 @@ export async function mountStudy(
           history.replaceState(null, "", `${location.pathname}?${search}`);
         },
       });
+      // geometric annotations, below the label editor (whose panel is in the side bar at once);
+      // drawing a shape takes the primary button from the editor's tools
+      shapes = mountShapesPanel(viewer.side, viewer, ctx.api, project, { onActivate: () => annotations?.setTool(null, false) });
+      annotations = await editor;
     } catch (error) {
       stage.replaceChildren(h("p", { class: "error", "data-testid": "viewer-error" }, `Cannot show the series: ${String(error)}`));
     }
