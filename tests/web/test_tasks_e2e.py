@@ -146,7 +146,9 @@ def test_task_review_cycle_in_the_browser(shared_data: Path, tasks_server: WebSe
         },
         timeout=240,
     )
-    assert result["pageErrors"] == [], result["pageErrors"]
+    # the browser logs the refused early submission (HTTP 409) itself; nothing else went wrong
+    assert len(result["pageErrors"]) == 1, result["pageErrors"]
+    assert "status of 409" in result["pageErrors"][0]
     annotator = PEOPLE["a"][0]
     task = int(result["task"])
     states = result["states"]
@@ -156,6 +158,11 @@ def test_task_review_cycle_in_the_browser(shared_data: Path, tasks_server: WebSe
         [USER, PEOPLE["manager"][0], annotator, PEOPLE["b"][0]]
     )
     assert states["created"] == {"status": 200, "state": "open", "comment": "", "reviewer": None}
+    # Submit before any save: refused by the server (409), said so, the part still open
+    assert result["early"] == (
+        f"Not possible now: task {task}: save a segmentation before submitting"
+    )
+    assert states["early"]["state"] == "open"
     queued = result["queued"]
     assert queued["state"] == "open"
     assert queued["instructions"].startswith("Outline the tumour on the middle slice")

@@ -96,6 +96,11 @@ await run(async (page, opts) => {
   queued.instructions = await page.$eval(`[data-testid=task-row][data-task="${task}"] [data-testid=task-instructions]`, (el) => el.textContent);
   queued.due = await page.$eval(`[data-testid=task-row][data-task="${task}"] [data-testid=task-due]`, (el) => el.textContent);
   await page.screenshot({ path: out("queue.png") });
+  // submitting before anything is saved: the server's 409, in words
+  await page.click(`[data-testid=task-row][data-task="${task}"] [data-testid=task-submit]`);
+  await page.waitForSelector("[data-testid=task-message][data-kind=error]");
+  const early = await page.$eval("[data-testid=task-message]", (el) => el.textContent);
+  states.early = await serverPart(page, opts, task, annotator);
   await page.click(`[data-testid=task-row][data-task="${task}"] [data-testid=task-open]`);
   await page.waitForSelector("[data-viewport=stack][data-status=ready]", { timeout: 60000 });
   await page.waitForSelector(`${PANEL}[data-status=ready][data-seg]`, { timeout: 60000 });
@@ -180,5 +185,5 @@ await run(async (page, opts) => {
   await page.screenshot({ path: out("dashboard.png"), fullPage: true });
   lap("dashboard");
 
-  return { task, assignees, states, queued, opened, painted, saved, ownReview, reviewerRow, noComment, returnedMessage, comment, queueAfter, reviewView, person, milestone, agreement, timings };
+  return { task, assignees, states, early, queued, opened, painted, saved, ownReview, reviewerRow, noComment, returnedMessage, comment, queueAfter, reviewView, person, milestone, agreement, timings };
 });

@@ -207,7 +207,7 @@ export async function mountReview(container: HTMLElement, ctx: AppContext, proje
         const wanted = part.state === "submitted" || (showAll.checked && (part.state === "accepted" || part.state === "returned"));
         if (!wanted) continue;
         rows++;
-        const open = h("a", { href: `${taskUrl(project, task, part.annotator)}&review=1`, "data-link": "", "data-testid": "review-open" }, "Open");
+        const open = h("a", { href: taskUrl(project, task, part.annotator), "data-link": "", "data-testid": "review-open" }, "Open");
         const reason = cannotReview(ctx, project, task);
         const actions: (HTMLElement | string)[] = [open];
         if (part.state === "submitted") {
