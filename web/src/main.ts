@@ -8,6 +8,7 @@ import { mountLogin } from "./views/login";
 import { mountWorklist } from "./views/worklist";
 import { mountStudy } from "./views/study";
 import { mountJobs } from "./views/jobs";
+import { mountDashboard, mountMyTasks, mountNewTask, mountReview } from "./tasks/views";
 
 export interface AppContext {
   api: ApiClient;
@@ -53,6 +54,9 @@ function shell(ctx: AppContext, project: string | null, active: string): HTMLEle
       ["Worklist", base],
       ["Upload", `${base}/upload`],
       ["Jobs", `${base}/jobs`],
+      ["My tasks", `${base}/tasks`],
+      ["Review", `${base}/review`],
+      ["Dashboard", `${base}/dashboard`],
     ]) {
       nav.append(h("a", { href, "data-link": "", class: name === active ? "active" : "" }, name));
     }
@@ -135,6 +139,22 @@ router
   .add(
     "/p/:project/jobs",
     guarded((ctx, params) => mountJobs(shell(ctx, params.project, "Jobs"), ctx, params.project)),
+  )
+  .add(
+    "/p/:project/tasks",
+    guarded((ctx, params) => mountMyTasks(shell(ctx, params.project, "My tasks"), ctx, params.project)),
+  )
+  .add(
+    "/p/:project/tasks/new",
+    guarded((ctx, params) => mountNewTask(shell(ctx, params.project, "Dashboard"), ctx, params.project)),
+  )
+  .add(
+    "/p/:project/review",
+    guarded((ctx, params) => mountReview(shell(ctx, params.project, "Review"), ctx, params.project)),
+  )
+  .add(
+    "/p/:project/dashboard",
+    guarded((ctx, params) => mountDashboard(shell(ctx, params.project, "Dashboard"), ctx, params.project)),
   )
   .add(
     "/p/:project/study/:study",

@@ -628,7 +628,14 @@ export class Viewer {
     annotation.state.removeAllAnnotations();
     for (const seg of this.segmentations) segmentation.removeSegmentation(seg.id);
     this.engine.destroy();
-    cache.removeVolumeLoadObject(this.volumeId);
+    // only layouts with volume viewports load the volume (removing an absent one throws)
+    if (this.volumePromise) {
+      try {
+        cache.removeVolumeLoadObject(this.volumeId);
+      } catch {
+        /* not cached yet */
+      }
+    }
   }
 }
 

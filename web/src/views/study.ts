@@ -6,6 +6,8 @@ import type { AppContext } from "../main";
 import { mountSegmentationPanel } from "../viewer/segmentations";
 import { loadSeries } from "../viewer/series";
 import { LAYOUTS, Viewer, type Layout } from "../viewer/viewer";
+import { mountTaskBar } from "../tasks/views";
+import { mountShapesPanel, type ShapesPanel } from "../shapes/panel";
 
 declare global {
   interface Window {
@@ -26,8 +28,12 @@ export async function mountStudy(
   const title = h("h2", { "data-testid": "study-title" }, "Study");
   const back = h("a", { href: `/p/${encodeURIComponent(project)}`, "data-link": "" }, "‹ Worklist");
   container.append(h("div", { class: "row" }, back, title), h("div", { class: "study" }, list, stage));
+  // a task part open for annotation or review (?task=&annotator=): its instructions and actions
+  const taskId = Number(query.get("task"));
+  if (taskId) void mountTaskBar(container, ctx, project, taskId, query.get("annotator") ?? ctx.me.name);
   let viewer: Viewer | null = null;
   let annotations: AnnotationPanel | null = null;
+  let shapes: ShapesPanel | null = null;
   let disposed = false;
 
   const studies = await ctx.api.qido(project, "studies", { StudyInstanceUID: study });
@@ -44,6 +50,8 @@ export async function mountStudy(
   const open = async (uid: string) => {
     annotations?.destroy();
     annotations = null;
+    shapes?.destroy();
+    shapes = null;
     viewer?.destroy();
     viewer = null;
     window.carinaViewer = undefined;
@@ -72,7 +80,7 @@ export async function mountStudy(
       void mountSegmentationPanel(viewer.side, viewer, project);
       // label editing: the segmentation being edited is kept in the URL (?seg=) across reloads
       const segParam = Number(new URLSearchParams(location.search).get("seg")) || null;
-      annotations = await mountAnnotationPanel(viewer.side, viewer, ctx.api, project, {
+      const editor = mountAnnotationPanel(viewer.side, viewer, ctx.api, project, {
         open: segParam,
         autosaveSeconds: Number(new URLSearchParams(location.search).get("autosave")) || 0,
         onOpen: (seg) => {
@@ -82,6 +90,10 @@ export async function mountStudy(
           history.replaceState(null, "", `${location.pathname}?${search}`);
         },
       });
+      // geometric annotations, below the label editor (whose panel is in the side bar at once);
+      // drawing a shape takes the primary button from the editor's tools
+      shapes = mountShapesPanel(viewer.side, viewer, ctx.api, project, { onActivate: () => annotations?.setTool(null, false) });
+      annotations = await editor;
     } catch (error) {
       stage.replaceChildren(h("p", { class: "error", "data-testid": "viewer-error" }, `Cannot show the series: ${String(error)}`));
     }
@@ -115,6 +127,7 @@ export async function mountStudy(
   return () => {
     disposed = true;
     annotations?.destroy();
+    shapes?.destroy();
     viewer?.destroy();
     window.carinaViewer = undefined;
   };
