@@ -48,7 +48,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,deid,bench]'
-	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python -m pytest -m bench -s
+	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python bench/archive.py
 	CARINA_SHARED_DATA=$(SHARED_DATA) $(BIN)/python bench/deid.py
 
 # the viewer in a real browser: time to first image and to MPR (bench/results/viewer.md)

@@ -77,6 +77,10 @@ def _outline_distance(points: list[list[float]], rows: np.ndarray, cols: np.ndar
     return best
 
 
+def _box_centre(box: tuple[int, int, int, int]) -> tuple[int, int]:
+    return (box[0] + box[2]) // 2, (box[1] + box[3]) // 2
+
+
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows, cols = np.nonzero(mask)
     return int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
@@ -167,6 +171,10 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
             "polygon2": polygon2,
             "slice2": SLICE2,
             "wide": {"labelSet": "wide", "high": HIGH},
+            "seeds": {
+                "inside": [centre(_box_centre(b15))],
+                "outside": [centre(GROW_SEED), centre((b15[2] + 25, (b15[1] + b15[3]) // 2))],
+            },
         },
         timeout=240,
     )
@@ -189,7 +197,17 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
             json={"method": "click", "points": grow_points},
         )
         assert grown.status_code == 200, grown.text
-    assert [v["number"] for v in versions] == list(range(1, 10))
+        # the seeds the browser sent, grown again by the server
+        seeded = client.post(
+            f"/api/projects/{PROJECT}/studies/{study}/series/{series}/grow",
+            json={
+                "method": "seeds",
+                "points": result["seeds"]["points"],
+                "background": result["seeds"]["background"],
+            },
+        )
+        assert seeded.status_code == 200, seeded.text
+    assert [v["number"] for v in versions] == list(range(1, 11))
     assert [v["parent"] for v in versions] == [None] + [v["id"] for v in versions[:-1]]
     tools = [v["tool"] for v in versions]
     assert tools == [
@@ -202,6 +220,7 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
         "PolygonFill",
         "Interpolate",
         f"BucketFill3D[{RANGE[0]},{RANGE[1]}]",
+        "GrowSeeds",
     ]
     figures: dict[str, Any] = {"seconds": result["seconds"], "timings": result["timings"]}
 
@@ -347,6 +366,24 @@ def test_panel_tools_on_the_lung_ct(shared_data: Path, tools_server: WebServer) 
     assert {
         str(k): int(n) for k, n in zip(*np.unique(v9[v9 > 0], return_counts=True), strict=True)
     } == result["final"]
+
+    # 6b. grow-from-seeds: exactly the server's region for the same seeds, as the tumour label
+    assert result["seedCount"] == {"inside": "1", "outside": "2"}
+    inside_ijk = np.linalg.inv(affine) @ np.r_[np.asarray(result["seeds"]["points"][0], float), 1.0]
+    assert round(inside_ijk[2]) == 15
+    assert abs(inside_ijk[0] - _box_centre(b15)[0]) <= 1
+    shape = [int(n) for n in seeded.headers["X-Carina-Shape"].split(",")]
+    k0, r0, c0 = (int(n) for n in seeded.headers["X-Carina-Offset"].split(","))
+    seeded_block = np.frombuffer(seeded.content, np.uint8).reshape(shape)
+    seeded_region = np.zeros((30, 512, 512), bool)
+    seeded_region[k0 : k0 + shape[0], r0 : r0 + shape[1], c0 : c0 + shape[2]] = seeded_block > 0
+    assert np.array_equal(maps[10], np.where(seeded_region, TUMOUR, v9))
+    assert seeded_region[15, round(inside_ijk[1]), round(inside_ijk[0])]
+    assert 0 < result["seeds"]["changed"] <= int(seeded_region.sum())
+    # the tumour box holds the grown region's voxels on the seeds' slice, not the whole lung
+    on_slice = seeded_region[15]
+    assert on_slice.sum() < 0.5 * (v9[15] == LUNG).sum()
+    figures["seeds"] = {"region": int(seeded_region.sum()), "slice15": int(on_slice.sum())}
 
     # 7. a label above 255: saved as uint16 maps, the polygon's voxels hold 300, the bucket fill's 1
     wide = result["wide"]

@@ -235,6 +235,27 @@ await run(async (page, opts) => {
   lap("bucket3d");
   result.final = await counts(page);
 
+  // 6b. grow-from-seeds of the tumour label: inside seeds on the tumour, outside seeds in the
+  // lung around it, grown by the server (marker-controlled watershed)
+  if (p.seeds) {
+    await page.uncheck("[data-testid=annot-bucket-3d]");
+    await setLabel(page, p.tumour);
+    for (const [name, points] of [["SeedInside", p.seeds.inside], ["SeedOutside", p.seeds.outside]]) {
+      await tool(page, name);
+      for (const point of points) {
+        const [x, y] = await toPage(page, point);
+        await page.mouse.click(x, y);
+      }
+    }
+    result.seedCount = await page.$eval("[data-testid=annot-seed-count]", (el) => ({ ...el.dataset }));
+    await page.click("[data-testid=annot-grow-seeds]");
+    await page.waitForFunction(() => window.carinaAnnotation.lastEdit?.tool === "GrowSeeds", null, { timeout: 60000 });
+    result.seeds = await lastEdit(page);
+    await shot(page, out("seeds.png"));
+    await save(page, 10, "tumour grown from seeds");
+    lap("seeds");
+  }
+
   // 7. a label set with a value above 255: a new segmentation edited on 16-bit labelmap images,
   // a polygon of that label and a 2D bucket fill of the other, saved, then the page reloaded
   if (p.wide) {

@@ -148,12 +148,12 @@ export class AnnotationApi {
     });
   }
 
-  /** Click region growing on the server from world points (LPS mm): the grown block of the grid. */
-  async grow(study: string, series: string, points: number[][]): Promise<GrownBlock> {
+  /** Region growing on the server from world points (LPS mm): clicks, or inside and outside seeds. */
+  async grow(study: string, series: string, points: number[][], method: "click" | "seeds" = "click", background: number[][] = []): Promise<GrownBlock> {
     const response = await this.request(`/studies/${encodeURIComponent(study)}/series/${encodeURIComponent(series)}/grow`, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ method: "click", points }),
+      body: JSON.stringify({ method, points, background }),
     });
     const triple = (name: string) => (response.headers.get(name) ?? "").split(",").map(Number) as [number, number, number];
     const shape = triple("X-Carina-Shape");

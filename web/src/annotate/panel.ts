@@ -45,6 +45,9 @@ export const EDIT_TOOLS: Record<string, { tool: string; label: string; configura
   },
   BucketFill: { tool: LabelClickTool.toolName, label: "Bucket fill", configuration: {} },
   Grow: { tool: LabelClickTool.toolName, label: "Grow", configuration: {} },
+  // grow-from-seeds: clicks collect inside and outside seeds, "Grow from seeds" sends them
+  SeedInside: { tool: LabelClickTool.toolName, label: "Seed inside", configuration: {} },
+  SeedOutside: { tool: LabelClickTool.toolName, label: "Seed outside", configuration: {} },
 };
 const THRESHOLD_TOOLS = ["ThresholdBrush", "ThresholdSphere"];
 const BRUSHES = Object.keys(EDIT_TOOLS).filter((name) => EDIT_TOOLS[name].tool === BrushTool.toolName);
@@ -131,6 +134,8 @@ export class AnnotationPanel {
   private readonly nameInput = h("input", { "data-testid": "annot-name", placeholder: "Name", "aria-label": "Name" });
   private readonly editor = h("div", { class: "annot-editor", "data-testid": "annot-editor", hidden: true });
   private readonly status = h("p", { class: "annot-status", "data-testid": "annot-status" });
+  private readonly seedCount = h("span", { "data-testid": "annot-seed-count", "data-inside": "0", "data-outside": "0" }, "0 inside, 0 outside");
+  private seeds: { inside: number[][]; outside: number[][] } = { inside: [], outside: [] };
   private readonly conflict = h("div", { class: "annot-conflict error", "data-testid": "annot-conflict", hidden: true });
   private readonly history = h("ol", { class: "annot-history", "data-testid": "annot-history" });
   private readonly labels = h("div", { class: "annot-labels", "data-testid": "annot-labels" });
@@ -180,6 +185,7 @@ export class AnnotationPanel {
     LabelClickTool.handler = (name, world) => {
       if (name === "BucketFill") void this.run(() => this.bucketFill(world));
       else if (name === "Grow") void this.run(() => this.grow(world));
+      else if (name === "SeedInside" || name === "SeedOutside") this.addSeed(name === "SeedInside", world);
     };
     this.setAutosave(options.autosaveSeconds ?? 0);
   }
@@ -363,6 +369,10 @@ export class AnnotationPanel {
     keepLargest.addEventListener("click", () => void this.run(async () => this.removeIslands(null)));
     const removeIslands = h("button", { type: "button", "data-testid": "annot-remove-islands" }, "Remove islands");
     removeIslands.addEventListener("click", () => void this.run(async () => this.removeIslands(this.islandSize)));
+    const growSeeds = h("button", { type: "button", "data-testid": "annot-grow-seeds" }, "Grow from seeds");
+    growSeeds.addEventListener("click", () => void this.run(() => this.growFromSeeds()));
+    const clearSeeds = h("button", { type: "button", "data-testid": "annot-clear-seeds" }, "Clear seeds");
+    clearSeeds.addEventListener("click", () => this.clearSeeds());
     const interpolate = h("button", { type: "button", "data-testid": "annot-interpolate" }, "Interpolate slices");
     interpolate.addEventListener("click", () => void this.run(async () => this.interpolate()));
 
@@ -403,6 +413,7 @@ export class AnnotationPanel {
       h("label", {}, "Radius ", size, sizeLabel),
       h("label", {}, "Threshold HU ", lower, "…", upper),
       h("label", {}, bucket3D, " Bucket fill in 3D"),
+      h("div", { class: "annot-row" }, growSeeds, clearSeeds, this.seedCount),
       h("strong", {}, "Active label"),
       h("div", { class: "annot-row" }, keepLargest, removeIslands, h("label", {}, "smaller than ", islandSize, " voxels")),
       h("div", { class: "annot-row" }, connectivity, interpolate),
@@ -542,6 +553,38 @@ export class AnnotationPanel {
     const grown = await this.api.grow(study, series, points);
     const changed = this.commit("grow", blockIndices(grown, grid.dims), this.activeLabel);
     this.lastEdit = { tool: "grow", points, grown: grown.voxels, changed };
+  }
+
+  /** Adds an inside (foreground) or outside (background) seed for grow-from-seeds. */
+  private addSeed(inside: boolean, world: Types.Point3): void {
+    (inside ? this.seeds.inside : this.seeds.outside).push(Array.from(world));
+    this.showSeeds();
+  }
+
+  private clearSeeds(): void {
+    this.seeds = { inside: [], outside: [] };
+    this.showSeeds();
+  }
+
+  private showSeeds(): void {
+    const { inside, outside } = this.seeds;
+    this.seedCount.textContent = `${inside.length} inside, ${outside.length} outside`;
+    this.seedCount.dataset.inside = String(inside.length);
+    this.seedCount.dataset.outside = String(outside.length);
+  }
+
+  /** Grows the seeds on the server (marker-controlled watershed) into the active label. */
+  private async growFromSeeds(): Promise<void> {
+    const grid = this.grid;
+    if (!grid) return;
+    const { inside, outside } = this.seeds;
+    if (!inside.length || !outside.length) throw new Error("place at least one inside and one outside seed");
+    const { study, series } = this.viewer.series;
+    this.setStatus("loading", "Growing from seeds…");
+    const grown = await this.api.grow(study, series, inside, "seeds", outside);
+    const changed = this.commit("GrowSeeds", blockIndices(grown, grid.dims), this.activeLabel);
+    this.lastEdit = { tool: "GrowSeeds", points: inside, background: outside, grown: grown.voxels, changed };
+    this.clearSeeds();
   }
 
   /** Removes the active label's 3D components smaller than `minSize` voxels (null: all but the largest). */
