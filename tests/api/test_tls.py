@@ -74,7 +74,7 @@ def test_serve_with_a_certificate(tmp_path: Path) -> None:
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     trusted = ssl.create_default_context(cafile=str(cert))
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             assert process.poll() is None, process.stdout.read() if process.stdout else ""
             try:

@@ -367,7 +367,7 @@ def test_sync_rules_run_as_jobs_in_the_server(
         )
         assert created.status_code == 201, created.text
         cohort_rule = created.json()["id"]
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             (listed,) = client.get("/api/projects/cohort/pacs-rules", headers=manager).json()
             if listed["last_job_id"] is not None or time.monotonic() > deadline:

@@ -245,6 +245,7 @@ await run(async (page, opts) => {
       for (const point of points) {
         const [x, y] = await toPage(page, point);
         await page.mouse.click(x, y);
+        await page.waitForTimeout(600); // apart, or the viewer takes two clicks for a double click
       }
     }
     result.seedCount = await page.$eval("[data-testid=annot-seed-count]", (el) => ({ ...el.dataset }));
