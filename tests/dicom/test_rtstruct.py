@@ -115,3 +115,18 @@ def _moved(ds: pydicom.Dataset) -> pydicom.Dataset:
     out = pydicom.Dataset(ds)
     out.ImagePositionPatient = [5, -7, 31.0]
     return out
+
+
+def test_segment_writes_rtstruct(shared_data: Path, tmp_path: Path) -> None:
+    series = shared_data / "lung_ct_tumor_boxes" / "ct_dicom"
+    out = tmp_path / "body.rtstruct.dcm"
+    result = runner.invoke(app, ["segment", str(series), "--tool", "body", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    ds = pydicom.dcmread(out)
+    assert ds.SOPClassUID == pydicom.uid.RTStructureSetStorage
+    assert [r.ROIName for r in ds.StructureSetROISequence] == ["body"]
+    assert ds.StructureSetROISequence[0].ROIGenerationDescription == "body"
+    ct = read_volume(series)
+    body = run_tool("body", ct).labels
+    back = read_rtstruct(out, ct.geometry)
+    assert _dice(back.array == 1, np.asarray(body.array) == 1) >= 0.99

@@ -20,15 +20,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
 from skimage.draw import polygon as fill_polygon
-from skimage.measure import approximate_polygon, find_contours
+from skimage.measure import find_contours
 
 from carina.core.errors import DicomError, GeometryError, LabelError
 from carina.core.geometry import Geometry
 from carina.core.labels import Label, LabelSet
 from carina.core.volume import LabelMap
 
-#: Contour vertices may move this far (in voxels) when runs of collinear points are merged.
-SIMPLIFY_TOLERANCE = 0.1
 #: Study Component Management SOP Class, referenced by RTReferencedStudySequence.
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"
 _PATIENT_STUDY = (
@@ -72,12 +70,20 @@ def _contours(mask: npt.NDArray[np.bool_]) -> list[npt.NDArray[np.float64]]:
     padded = np.pad(mask, 1).astype(np.float32)
     out = []
     for c in find_contours(padded, 0.5):
-        c = approximate_polygon(c, SIMPLIFY_TOLERANCE) - 1.0
         if len(c) > 1 and np.array_equal(c[0], c[-1]):
             c = c[:-1]
+        c = _drop_collinear(c) - 1.0
         if len(c) >= 3:
             out.append(c)
     return out
+
+
+def _drop_collinear(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The vertices of a closed polygon where its direction changes (the same outline)."""
+    before = points - np.roll(points, 1, axis=0)
+    after = np.roll(points, -1, axis=0) - points
+    cross = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    return points[np.abs(cross) > 1e-9]
 
 
 def _image_ref(ds: Dataset) -> Dataset:
@@ -87,8 +93,10 @@ def _image_ref(ds: Dataset) -> Dataset:
     return item
 
 
-def _ds_values(points: npt.NDArray[np.float64]) -> list[str]:
-    return [f"{v:.4f}".rstrip("0").rstrip(".") or "0" for v in points.ravel()]
+def _ds_values(points: npt.NDArray[np.float64]) -> list[float]:
+    """Coordinates rounded to 1 um: short decimal strings that pydicom need not re-check."""
+    values: list[float] = (np.round(points.ravel(), 3) + 0.0).tolist()
+    return values
 
 
 def build_rtstruct(
@@ -106,6 +114,12 @@ def build_rtstruct(
     (one image per slice, slices along the grid's third axis)."""
     if not sources:
         raise DicomError("an RTSTRUCT needs the source images it outlines")
+    for src in sources:
+        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+            if not str(getattr(src, keyword, "") or ""):
+                raise DicomError(
+                    f"source image has an empty {keyword}; an RTSTRUCT cannot reference it"
+                )
     present = labels.present_values()
     if not present:
         raise LabelError("the label map is empty; there is nothing to export")
@@ -205,11 +219,16 @@ def build_rtstruct(
 
 
 def write_rtstruct(
-    labels: LabelMap, sources: Sequence[Dataset], path: str | Path, **options: object
+    labels: LabelMap,
+    sources: Sequence[Dataset],
+    path: str | Path,
+    *,
+    algorithm: str | None = None,
+    series_description: str = "Structure set",
 ) -> Path:
     """Build an RTSTRUCT (see :func:`build_rtstruct`) and write it atomically to ``path``."""
     p = Path(path)
-    ds = build_rtstruct(labels, sources, **options)  # type: ignore[arg-type]
+    ds = build_rtstruct(labels, sources, algorithm=algorithm, series_description=series_description)
     tmp = p.with_name(f".{p.name}.partial")
     try:
         ds.save_as(tmp, enforce_file_format=True)
@@ -218,6 +237,17 @@ def write_rtstruct(
         tmp.unlink(missing_ok=True)
         raise DicomError(f"cannot write {p}: {exc}") from exc
     return p
+
+
+def _contour_points(contour: Dataset) -> npt.NDArray[np.float64]:
+    """ContourData as an (n, 3) array, parsed from the raw bytes when still unparsed (fast)."""
+    elem = contour.get_item("ContourData")
+    if elem is not None and elem.is_raw and isinstance(elem.value, bytes):
+        text = elem.value.decode("ascii").strip(" \x00")
+        values = np.asarray(text.split("\\"), dtype=np.float64)
+    else:
+        values = np.asarray(contour.ContourData, dtype=np.float64)
+    return values.reshape(-1, 3)
 
 
 def read_rtstruct(source: str | Path | Dataset, geometry: Geometry) -> LabelMap:
@@ -253,16 +283,14 @@ def read_rtstruct(source: str | Path | Dataset, geometry: Geometry) -> LabelMap:
         for contour in roi.get("ContourSequence", []):
             if str(contour.get("ContourGeometricType", "")) != "CLOSED_PLANAR":
                 continue
-            points = np.asarray([float(v) for v in contour.ContourData]).reshape(-1, 3)
+            points = _contour_points(contour)
             index = (inverse @ np.column_stack([points, np.ones(len(points))]).T).T[:, :3]
             k = round(float(index[:, 2].mean()))
             if np.abs(index[:, 2] - k).max() > 0.05 or not 0 <= k < geometry.shape[2]:
                 raise GeometryError(f"a contour of ROI {number} does not lie on a grid slice")
             rr, cc = fill_polygon(index[:, 0], index[:, 1], shape=geometry.shape[:2])
             layer = layers.setdefault(k, np.zeros(geometry.shape[:2], dtype=bool))
-            inside = np.zeros_like(layer)
-            inside[rr, cc] = True
-            layer ^= inside
+            layer[rr, cc] ^= True  # (rr, cc) are distinct pixels: even-odd rule
         for k, layer in layers.items():
             out[:, :, k][layer] = value
     label_set = LabelSet(
