@@ -226,3 +226,12 @@ def test_quant_suv_required_but_header_lacks_weight(tmp_path: Path) -> None:
     )
     assert out.exit_code == 2
     assert "PatientWeight is missing" in out.output
+
+
+def test_quant_suv_refused_on_ct(shared_data: Path, tmp_path: Path) -> None:
+    ref = shared_data / "totalsegmentator_ref"
+    out = runner.invoke(
+        app, ["quant", str(ref / "ct_dicom"), str(ref / "ct_dicom_seg_total.nii.gz"), "--suv"]
+    )
+    assert out.exit_code == 2
+    assert "SUV needs a DICOM PET series" in out.output

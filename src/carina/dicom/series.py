@@ -539,6 +539,8 @@ def _metadata(ds: Dataset, info: SeriesInfo) -> dict[str, str]:
             meta["suv_factor"] = repr(suv_scale(ds).factor)
         except SuvError as exc:
             meta["suv_unavailable"] = str(exc)
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:  # malformed values
+            meta["suv_unavailable"] = f"unreadable PET header value ({exc})"
     for keyword in ("WindowCenter", "WindowWidth"):
         value = ds.get(keyword)
         if value is not None and value != "":
