@@ -98,7 +98,7 @@ def test_body_excludes_table(ct_dicom: Case) -> None:
 
 
 @pytest.mark.parametrize(
-    ("case_name", "minimum"), [("ct_3mm", 0.82), ("ct_3mm_30sl", 0.68), ("ct_dicom", 0.69)]
+    ("case_name", "minimum"), [("ct_3mm", 0.86), ("ct_3mm_30sl", 0.74), ("ct_dicom", 0.72)]
 )
 def test_bones_dice(case_name: str, minimum: float, request: pytest.FixtureRequest) -> None:
     case: Case = request.getfixturevalue(case_name.replace("ct_3mm_30sl", "ct_30sl"))

@@ -35,6 +35,16 @@ def _sphere_kernel(spacing: tuple[float, float, float], volume_ml: float) -> npt
     return kernel
 
 
+def peak_means(suv: Volume) -> npt.NDArray[np.float64]:
+    """Mean SUV of the 1 cm^3 sphere centred on every voxel (zero outside the image)."""
+    values = np.asarray(suv.array, dtype=np.float64)
+    kernel = _sphere_kernel(suv.geometry.spacing, PEAK_SPHERE_ML)
+    local: npt.NDArray[np.float64] = ndimage.convolve(
+        values, kernel / kernel.sum(), mode="constant", cval=0.0
+    )
+    return local
+
+
 def pet_stats(
     suv: Volume,
     region: npt.NDArray[np.bool_],
@@ -58,8 +68,7 @@ def pet_stats(
     suv_max = float(values[mask].max())
     cut = threshold if threshold is not None else (relative_threshold or 0.0) * suv_max
     metabolic = mask & (values >= cut)
-    kernel = _sphere_kernel(suv.geometry.spacing, PEAK_SPHERE_ML)
-    local_mean = ndimage.convolve(values, kernel / kernel.sum(), mode="constant", cval=0.0)
+    local_mean = peak_means(suv)
     suv_peak = float(local_mean[mask].max())
     volume_ml = float(metabolic.sum()) * suv.geometry.voxel_volume_mm3 / 1000.0
     suv_mean = float(values[metabolic].mean()) if metabolic.any() else 0.0

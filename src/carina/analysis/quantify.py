@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
+from carina.analysis.pet import peak_means
 from carina.core.errors import GeometryError
 from carina.core.volume import LabelMap, Volume
 from carina.imaging.resample import resample_to_geometry
@@ -43,6 +44,13 @@ class RegionStats:
     p95: float
     centroid_lps: tuple[float, float, float]
     units: str
+    # PET on an SUV image only: SUVpeak (1 cm^3 sphere centred in the region), and the metabolic
+    # volume (the region's voxels at or above ``mtv_threshold``) with its SUVmean and TLG.
+    suv_peak: float | None = None
+    mtv_threshold: float | None = None
+    metabolic_volume_ml: float | None = None
+    suv_mean: float | None = None
+    total_lesion_glycolysis: float | None = None
 
     @property
     def interquartile_range(self) -> float:
@@ -87,6 +95,31 @@ def _units(image: Volume) -> str:
     return image.metadata.get("units") or ("HU" if image.modality == "CT" else "")
 
 
+@dataclass(frozen=True)
+class _Pet:
+    """PET measures to add: the per-voxel SUVpeak sphere means and the MTV threshold rule."""
+
+    peaks: npt.NDArray[np.float64]  # flat
+    threshold: float | None
+    relative: float
+
+    def of(
+        self, values: npt.NDArray[np.float64], group: npt.NDArray[np.intp], voxel_ml: float
+    ) -> dict[str, float]:
+        suv_max = float(values.max())
+        cut = self.threshold if self.threshold is not None else self.relative * suv_max
+        metabolic = values[values >= cut]
+        volume = metabolic.size * voxel_ml
+        mean = float(metabolic.mean()) if metabolic.size else 0.0
+        return {
+            "suv_peak": float(self.peaks[group].max()),
+            "mtv_threshold": float(cut),
+            "metabolic_volume_ml": volume,
+            "suv_mean": mean,
+            "total_lesion_glycolysis": mean * volume,
+        }
+
+
 def _stats(
     values: npt.NDArray[np.float64],
     coords: npt.NDArray[np.float64],
@@ -94,9 +127,13 @@ def _stats(
     label: int,
     name: str,
     component: int,
+    pet: _Pet | None = None,
+    group: npt.NDArray[np.intp] | None = None,
 ) -> RegionStats:
     pct = np.percentile(values, PERCENTILES)
     centroid = image.geometry.index_to_world(coords.mean(axis=0))
+    voxel_ml = image.geometry.voxel_volume_mm3 / 1000.0
+    extra = pet.of(values, group, voxel_ml) if pet is not None and group is not None else {}
     return RegionStats(
         label=label,
         name=name,
@@ -116,6 +153,7 @@ def _stats(
         p95=float(pct[6]),
         centroid_lps=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
         units=_units(image),
+        **extra,
     )
 
 
@@ -126,12 +164,19 @@ def quantify(
     components: bool = False,
     min_component_voxels: int = 1,
     connectivity: int = 26,
+    pet: bool = False,
+    mtv_threshold: float | None = None,
+    mtv_relative: float = 0.41,
 ) -> QuantResult:
     """Measure ``image`` inside every present label of ``labels``.
 
     The label map is resampled nearest-neighbour onto the image grid when the grids differ (in
     patient space, never by array index). With ``components``, each label's connected components
     (``connectivity`` 6, 18 or 26) of at least ``min_component_voxels`` are measured too.
+
+    With ``pet`` (``image`` in SUV), every region also gets SUVpeak and its metabolic volume:
+    the voxels at or above ``mtv_threshold`` (an absolute SUV) or, when that is None,
+    ``mtv_relative`` x the region's SUVmax (41 % by default), with their SUVmean and TLG.
     """
     if image.channels != 1:
         raise GeometryError("quantification needs a single-channel image")
@@ -143,6 +188,7 @@ def quantify(
         labels = resampled
     lab = np.asarray(labels.array)
     values = np.asarray(image.array, dtype=np.float64)
+    pet_rule = _Pet(peak_means(image).ravel(), mtv_threshold, mtv_relative) if pet else None
     structure = ndimage.generate_binary_structure(3, {6: 1, 18: 2, 26: 3}[connectivity])
     nz = np.flatnonzero(lab)
     order = np.argsort(lab.ravel()[nz], kind="stable")
@@ -156,7 +202,7 @@ def quantify(
         value = int(lab.ravel()[group[0]])
         name = labels.labels[value].name if value in labels.labels else f"label_{value}"
         coords = np.column_stack(np.unravel_index(group, lab.shape)).astype(np.float64)
-        rows.append(_stats(values.ravel()[group], coords, image, value, name, 0))
+        rows.append(_stats(values.ravel()[group], coords, image, value, name, 0, pet_rule, group))
         if components:
             mask = lab == value
             comp, n = ndimage.label(mask, structure=structure)
@@ -170,5 +216,7 @@ def quantify(
                     break
                 sel = group[comp_ids == cid]
                 c_coords = np.column_stack(np.unravel_index(sel, lab.shape)).astype(np.float64)
-                rows.append(_stats(values.ravel()[sel], c_coords, image, value, name, rank))
+                rows.append(
+                    _stats(values.ravel()[sel], c_coords, image, value, name, rank, pet_rule, sel)
+                )
     return QuantResult(image.description or image.modality or "image", tuple(rows))

@@ -1,4 +1,4 @@
-"""``carina export seg|mesh``: label maps as DICOM SEG or surface meshes."""
+"""``carina export seg|rtstruct|mesh``: label maps as DICOM SEG, RTSTRUCT or surface meshes."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import typer
 from rich.console import Console
 
 from carina.core.errors import CarinaError
-from carina.services.export import export_mesh, export_seg
+from carina.services.export import export_mesh, export_rtstruct, export_seg
 
-app = typer.Typer(help="Export label maps as DICOM SEG or surface meshes.", no_args_is_help=True)
+app = typer.Typer(
+    help="Export label maps as DICOM SEG, RTSTRUCT or surface meshes.", no_args_is_help=True
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -41,6 +43,28 @@ def seg_command(
             series_uid=series_uid,
         )
     except (CarinaError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print(f"wrote {out}", soft_wrap=True)
+
+
+@app.command("rtstruct")
+def rtstruct_command(
+    labels: Path = typer.Argument(..., help="Label map file (NIfTI/NRRD/MHA)."),
+    series: Path = typer.Argument(..., help="The DICOM series it outlines (folder, file, ZIP)."),
+    output: Path = typer.Argument(..., help="Output RT Structure Set (.dcm)."),
+    names: Path | None = typer.Option(None, "--names", help="JSON label set naming the values."),
+    algorithm: str | None = typer.Option(
+        None, "--algorithm", help="Model or tool that produced it (omit for manual)."
+    ),
+    series_uid: str | None = typer.Option(None, "--series", help="SeriesInstanceUID (prefix)."),
+) -> None:
+    """Write an RTSTRUCT: one ROI per label, closed planar contours per slice on the series."""
+    try:
+        out = export_rtstruct(
+            labels, series, output, names=names, algorithm=algorithm, series_uid=series_uid
+        )
+    except CarinaError as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
     console.print(f"wrote {out}", soft_wrap=True)

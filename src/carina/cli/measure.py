@@ -28,6 +28,17 @@ def quant_command(
     csv_out: Path | None = typer.Option(None, "--csv", help="Write the table as CSV."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the table as JSON."),
     series: str | None = typer.Option(None, "--series", help="SeriesInstanceUID (prefix)."),
+    suv: bool | None = typer.Option(
+        None,
+        "--suv/--no-suv",
+        help="PET: body-weight SUV from the DICOM header (default: when the header allows it).",
+    ),
+    mtv_threshold: float | None = typer.Option(
+        None, "--mtv-threshold", help="PET: absolute SUV of the metabolic volume (e.g. 2.5)."
+    ),
+    mtv_relative: float = typer.Option(
+        0.41, "--mtv-relative", help="PET: metabolic volume threshold as a fraction of SUVmax."
+    ),
 ) -> None:
     """Volume and intensity statistics (HU for CT) per label and per connected component."""
     try:
@@ -40,6 +51,9 @@ def quant_command(
                 min_component_voxels=min_voxels,
                 series_uid=series,
                 progress=update,
+                suv=suv,
+                mtv_threshold=mtv_threshold,
+                mtv_relative=mtv_relative,
             )
     except CarinaError as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
@@ -48,11 +62,16 @@ def quant_command(
         result.to_csv(csv_out)
     if json_out:
         json_out.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
-    table = Table(title=f"{image}", title_justify="left")
-    for col in ("label", "name", "comp.", "voxels", "volume mL", "mean", "SD", "min", "max"):
+    pet = any(r.suv_peak is not None for r in result.rows)
+    units = result.rows[0].units if result.rows else ""
+    table = Table(title=f"{image} ({units or 'no units'})", title_justify="left")
+    columns = ["label", "name", "comp.", "voxels", "volume mL", "mean", "SD", "min", "max"]
+    if pet:
+        columns += ["SUVpeak", "MTV mL", "SUVmean", "TLG"]
+    for col in columns:
         table.add_column(col, justify="right" if col not in ("name",) else "left")
     for r in result.rows:
-        table.add_row(
+        cells = [
             str(r.label),
             r.name,
             str(r.component or "all"),
@@ -62,5 +81,13 @@ def quant_command(
             f"{r.std:.1f}",
             f"{r.minimum:g}",
             f"{r.maximum:g}",
-        )
+        ]
+        if pet:
+            cells += [
+                f"{r.suv_peak or 0:.2f}",
+                f"{r.metabolic_volume_ml or 0:.2f}",
+                f"{r.suv_mean or 0:.2f}",
+                f"{r.total_lesion_glycolysis or 0:.1f}",
+            ]
+        table.add_row(*cells)
     console.print(table)

@@ -33,6 +33,7 @@ from carina.core.errors import (
 from carina.core.geometry import Geometry
 from carina.core.volume import Volume
 from carina.dicom.files import Archives, SeriesInfo, open_dataset, scan, uid_name
+from carina.dicom.pet import SuvError, suv_scale
 from carina.dicom.pixels import decode
 
 FloatArray = npt.NDArray[np.float64]
@@ -533,6 +534,13 @@ def _metadata(ds: Dataset, info: SeriesInfo) -> dict[str, str]:
     }
     if info.series_number is not None:
         meta["SeriesNumber"] = str(info.series_number)
+    if info.modality == "PT":
+        try:
+            meta["suv_factor"] = repr(suv_scale(ds).factor)
+        except SuvError as exc:
+            meta["suv_unavailable"] = str(exc)
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:  # malformed values
+            meta["suv_unavailable"] = f"unreadable PET header value ({exc})"
     for keyword in ("WindowCenter", "WindowWidth"):
         value = ds.get(keyword)
         if value is not None and value != "":

@@ -20,6 +20,7 @@ from carina.models.morphology import (
     bounding_box,
     ellipsoid,
     fill_holes_per_slice,
+    fill_holes_three_planes,
     remove_small,
 )
 
@@ -325,6 +326,8 @@ def bone_labels(
     growth_mm: float = 6.0,
     min_ml: float = 0.5,
     cortical_hu: float = 400.0,
+    marrow_close_mm: float = 6.0,
+    marrow_hu: float = 100.0,
 ) -> tuple[npt.NDArray[np.uint8], float]:
     """Label map 1 = bone, 2 = contrast-filled structure; and the low threshold used.
 
@@ -332,9 +335,12 @@ def bone_labels(
     grow by at most ``growth_mm`` through voxels above a low threshold of
     ``max(100, p75 + 60)`` HU, where p75 is the 75th percentile of soft tissue (-29..300 HU) in the
     body: about 110 HU without contrast and higher with it, so enhancing liver and vessels are not
-    taken. A 2 mm closing joins cortex and trabecular bone, holes are filled per axial slice
-    (marrow), components under ``min_ml`` are dropped. A component with fewer than 1 % of its
-    voxels above ``cortical_hu`` holds no cortex: it is a contrast-filled vessel or organ (label 2).
+    taken. A 2 mm closing joins cortex and trabecular bone, holes enclosed in an axial, coronal
+    or sagittal slice are filled (marrow), components under ``min_ml`` are dropped. A component
+    with fewer than 1 % of its voxels above ``cortical_hu`` holds no cortex: it is a
+    contrast-filled vessel or organ (label 2). Last, voxels above ``marrow_hu`` that a
+    ``marrow_close_mm`` closing of the bone adds (marrow and partial-volume cortex between
+    bone) become bone.
     """
     body = body_mask(hu, spacing)
     soft = hu[body & (hu > MUSCLE_HU[0]) & (hu < 300.0)]
@@ -342,7 +348,7 @@ def bone_labels(
     seeds = (hu > seed_hu) & body
     grown = ndi.binary_dilation(seeds, structure=ellipsoid(growth_mm, spacing)) & (hu > low) & body
     closed = ndi.binary_closing(grown, structure=ellipsoid(2.0, spacing)) | grown
-    filled = fill_holes_per_slice(closed)
+    filled = fill_holes_three_planes(closed)
     filled = remove_small(filled, _ml_to_voxels(min_ml, spacing))
     lab, count = ndi.label(filled, structure=_FULL)
     out = np.zeros(hu.shape, dtype=np.uint8)
@@ -355,6 +361,10 @@ def bone_labels(
     is_bone[0] = False
     out[is_bone[lab]] = 1
     out[(lab > 0) & ~is_bone[lab]] = 2
+    # marrow and thin cortex missed by the threshold: gaps a closing bridges, denser than muscle
+    bone = out == 1
+    gaps = ndi.binary_closing(bone, structure=ellipsoid(marrow_close_mm, spacing)) & ~bone
+    out[gaps & (out == 0) & (hu > marrow_hu) & body] = 1
     return out, low
 
 

@@ -40,6 +40,19 @@ def fill_holes_per_slice(mask: BoolArray) -> BoolArray:
     return out
 
 
+def fill_holes_three_planes(mask: BoolArray) -> BoolArray:
+    """Fill what is enclosed in an axial, a coronal or a sagittal slice (a vertebral body's
+    marrow is closed by the endplates in sagittal and coronal planes, not always axially)."""
+    out: BoolArray = ndi.binary_fill_holes(mask, structure=SLICE_CROSS)
+    for axis in (0, 1):
+        plane = np.zeros((3, 3, 3), dtype=bool)
+        index: list[int | slice] = [slice(None)] * 3
+        index[axis] = 1
+        plane[tuple(index)] = ndi.generate_binary_structure(2, 1)
+        out |= ndi.binary_fill_holes(mask, structure=plane)
+    return out
+
+
 def keep_largest(mask: BoolArray, n: int = 1) -> BoolArray:
     """The ``n`` largest 26-connected components of ``mask``."""
     lab, count = ndi.label(mask, structure=np.ones((3, 3, 3), dtype=bool))

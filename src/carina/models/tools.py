@@ -345,8 +345,9 @@ def builtin_tools() -> list[ClassicalTool]:
                 [BONE, CONTRAST],
                 "Hysteresis threshold (seeds > 250 HU, growth <= 6 mm through voxels above a low "
                 "threshold set from the soft-tissue HU distribution, so contrast scans get a "
-                "higher one), 2 mm closing, holes filled per slice; components without cortical "
-                "density are labelled contrast_vessel.",
+                "higher one), 2 mm closing, holes filled in axial, coronal and sagittal slices; "
+                "components without cortical density are labelled contrast_vessel; gaps a 6 mm "
+                "closing of the bone bridges are added where above 100 HU (marrow).",
                 _CITATIONS["morphology"],
             ),
             _bones,

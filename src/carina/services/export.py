@@ -1,14 +1,17 @@
-"""Export label maps in standard forms: DICOM SEG on their source series, surface meshes."""
+"""Export label maps in standard forms: DICOM SEG or RTSTRUCT on their source series, meshes."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from pydicom.dataset import Dataset
 
 from carina.core.errors import SeriesError
 from carina.core.labels import LabelSet
 from carina.core.volume import LabelMap
 from carina.dicom import load_series, scan
 from carina.dicom.files import open_dataset
+from carina.dicom.rtstruct import write_rtstruct
 from carina.dicom.seg import Provenance, SegType, write_segmentation
 from carina.imaging import read_labelmap, resample_to_geometry
 from carina.render import label_meshes, write_mesh
@@ -18,22 +21,10 @@ def _labels(path: str | Path, names: str | Path | None) -> LabelMap:
     return read_labelmap(path, LabelSet.from_json(names) if names else None)
 
 
-def export_seg(
-    labels: str | Path,
-    series: str | Path,
-    output: str | Path,
-    *,
-    names: str | Path | None = None,
-    seg_type: SegType | str = SegType.LABELMAP,
-    algorithm: str | None = None,
-    algorithm_version: str = "1",
-    series_uid: str | None = None,
-) -> Path:
-    """Write the label map file ``labels`` as a DICOM SEG referencing the DICOM ``series``.
-
-    The label map is resampled (nearest-neighbour, in patient space) onto the series grid when
-    it lies on another grid, e.g. a NIfTI written in another axis order.
-    """
+def _on_series(
+    labels: str | Path, series: str | Path, names: str | Path | None, series_uid: str | None
+) -> tuple[LabelMap, list[Dataset]]:
+    """The label map on the grid of the one image series under ``series``, and its instances."""
     found = scan(series)
     candidates = [
         s
@@ -52,9 +43,43 @@ def export_seg(
         resampled = resample_to_geometry(label_map, volume.geometry)
         assert isinstance(resampled, LabelMap)
         label_map = resampled
-    sources = [open_dataset(ref)[0] for ref in info.sources]
+    return label_map, [open_dataset(ref)[0] for ref in info.sources]
+
+
+def export_seg(
+    labels: str | Path,
+    series: str | Path,
+    output: str | Path,
+    *,
+    names: str | Path | None = None,
+    seg_type: SegType | str = SegType.LABELMAP,
+    algorithm: str | None = None,
+    algorithm_version: str = "1",
+    series_uid: str | None = None,
+) -> Path:
+    """Write the label map file ``labels`` as a DICOM SEG referencing the DICOM ``series``.
+
+    The label map is resampled (nearest-neighbour, in patient space) onto the series grid when
+    it lies on another grid, e.g. a NIfTI written in another axis order.
+    """
+    label_map, sources = _on_series(labels, series, names, series_uid)
     provenance = Provenance(algorithm, algorithm_version, manual=algorithm is None)
     return write_segmentation(label_map, sources, output, seg_type=seg_type, provenance=provenance)
+
+
+def export_rtstruct(
+    labels: str | Path,
+    series: str | Path,
+    output: str | Path,
+    *,
+    names: str | Path | None = None,
+    algorithm: str | None = None,
+    series_uid: str | None = None,
+) -> Path:
+    """Write the label map file ``labels`` as an RTSTRUCT of contours on the DICOM ``series``
+    (resampled onto the series grid first when it lies on another grid)."""
+    label_map, sources = _on_series(labels, series, names, series_uid)
+    return write_rtstruct(label_map, sources, output, algorithm=algorithm)
 
 
 def export_mesh(

@@ -1,7 +1,8 @@
 """Run a segmentation tool on an image file or a DICOM series and write the result.
 
 The output is a label-map NIfTI (or NRRD/MHA) on the input geometry, or a DICOM SEG when the
-output name ends in ``.dcm`` (only for DICOM input, which the SEG references).
+output name ends in ``.dcm`` (only for DICOM input, which the SEG references), or an RT Structure
+Set of contours when it ends in ``.rtstruct.dcm``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from carina.core.errors import ModelError, SeriesError, UnsupportedFormatError
 from carina.core.volume import Volume
 from carina.dicom import SeriesInfo, load_series, scan
 from carina.dicom.files import open_dataset
+from carina.dicom.rtstruct import write_rtstruct
 from carina.dicom.seg import Provenance, SegType, write_segmentation
 from carina.imaging import is_image_file, read_image, write_image
 from carina.models import ToolSpec, default_registry, run_tool
@@ -112,14 +114,23 @@ def segment(
         sources = [open_dataset(ref)[0] for ref in info.sources]
         if not labels.present_values():
             raise ModelError(f"tool {tool!r} found nothing in {src}; no SEG written")
-        written = write_segmentation(
-            labels,
-            sources,
-            out,
-            seg_type=SegType.LABELMAP,
-            provenance=Provenance(runner.spec.id, runner.spec.version),
-            series_description=f"Carina {runner.spec.id}",
-        )
+        if out.name.lower().endswith(".rtstruct.dcm"):
+            written = write_rtstruct(
+                labels,
+                sources,
+                out,
+                algorithm=runner.spec.id,
+                series_description=f"Carina {runner.spec.id}",
+            )
+        else:
+            written = write_segmentation(
+                labels,
+                sources,
+                out,
+                seg_type=SegType.LABELMAP,
+                provenance=Provenance(runner.spec.id, runner.spec.version),
+                series_description=f"Carina {runner.spec.id}",
+            )
     else:
         written = write_image(labels, out)
     if progress:
