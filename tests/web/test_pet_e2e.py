@@ -240,6 +240,10 @@ def test_pet_colour_suv_fusion_and_sync(web_server: WebServer, pet_ct: dict[str,
     assert sum(after_centre) > sum(faint) + 100
     assert sum(faint) > sum(fainter)
     assert fusion["opacities"]["0.3"][1] == pytest.approx(before_far, abs=2)
+    # the same in a coronal plane through the sphere (MPR): its colour at the centre
+    coronal_centre = fusion["coronal"]["rgb"][0]
+    assert coronal_centre[0] - coronal_centre[2] > 60
+    assert sum(coronal_centre) > 300
 
     # synchronized scrolling: the CT moves by N slices, the PET follows to the same patient z
     sync = result["sync"]

@@ -108,9 +108,21 @@ await run(async (page, opts) => {
     const png = await shot(page, left, out(`fusion-opacity-${value}.png`));
     opacities[value] = (await imageStats(page, png, await leftPoints())).rgb;
   }
-  const fusion = { before, after, fusedSuv, opacities };
+  // fusion in a coronal plane through the sphere
+  await page.$eval("[data-testid=fuse-opacity]", (input) => {
+    input.value = "1";
+    input.dispatchEvent(new Event("input"));
+  });
+  await redrawn(page, left, () => page.selectOption("[data-testid=sync-orientation]", "coronal"));
+  await redrawn(page, left, () => page.evaluate((w) => window.carinaSync.jumpTo(w), p.centre));
+  const coronalShot = await shot(page, left, out("fusion-coronal.png"));
+  const coronal = await imageStats(page, coronalShot, await leftPoints());
+  const fusion = { before, after, fusedSuv, opacities, coronal };
   await shot(page, right, out("sync-pet.png"));
   await page.screenshot({ path: out("fusion-page.png") }).catch(() => undefined);
+
+  await redrawn(page, left, () => page.selectOption("[data-testid=sync-orientation]", "axial"));
+  await redrawn(page, left, () => page.evaluate((w) => window.carinaSync.jumpTo(w), p.centre));
 
   // synchronized scrolling: N notches on the CT, the PET follows
   const state = () => page.evaluate(() => ({ left: window.carinaSync.sliceState("left"), right: window.carinaSync.sliceState("right") }));

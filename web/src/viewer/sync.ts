@@ -341,6 +341,22 @@ export class SyncView {
     viewport.render();
   }
 
+  /** Moves the left viewport's plane onto a world point (LPS mm); with scrolling linked the
+   * right one follows. */
+  jumpTo(world: Types.Point3): void {
+    const viewport = this.viewport(this.left);
+    const { focalPoint, position, viewPlaneNormal } = viewport.getCamera();
+    if (!focalPoint || !position || !viewPlaneNormal) return;
+    const delta = dot([world[0] - focalPoint[0], world[1] - focalPoint[1], world[2] - focalPoint[2]], viewPlaneNormal);
+    const shift = (p: Types.Point3): Types.Point3 => [
+      p[0] + delta * viewPlaneNormal[0],
+      p[1] + delta * viewPlaneNormal[1],
+      p[2] + delta * viewPlaneNormal[2],
+    ];
+    viewport.setCamera({ focalPoint: shift(focalPoint), position: shift(position) });
+    viewport.render();
+  }
+
   // -- automation hooks (used by the browser tests) -----------------------------------------------
 
   /** The page position (CSS px) of a world point (LPS mm) in a side's viewport. */
