@@ -264,3 +264,14 @@ def test_pet_colour_suv_fusion_and_sync(web_server: WebServer, pet_ct: dict[str,
         after_pet["focalPoint"][2], abs=0.01
     )
     assert sync["unlinked"]["left"]["focalPoint"][2] != pytest.approx(z, abs=0.01)
+    # linked zoom: the CT zoomed, the PET to the same scale
+    zoom = sync["zoom"]
+    assert zoom["after"]["left"]["scale"] != pytest.approx(
+        zoom["before"]["left"]["scale"], rel=0.02
+    )
+    assert zoom["after"]["right"]["scale"] == pytest.approx(
+        zoom["after"]["left"]["scale"], rel=0.01
+    )
+    assert zoom["before"]["right"]["scale"] != pytest.approx(
+        zoom["after"]["right"]["scale"], rel=0.02
+    )

@@ -143,5 +143,21 @@ await run(async (page, opts) => {
   await page.waitForTimeout(300);
   sync.unlinked = await state();
   await page.screenshot({ path: out("unlinked-page.png") }).catch(() => undefined);
+
+  // linked zoom: a right-button drag zooms the CT, and the PET with it
+  await page.check("[data-testid=sync-zoom]");
+  const zoom = { before: await state() };
+  const mid = [leftBox.x + leftBox.width / 2, leftBox.y + leftBox.height / 2];
+  await redrawn(page, right, async () => {
+    await page.mouse.move(mid[0], mid[1]);
+    await page.mouse.down({ button: "right" });
+    for (let i = 1; i <= 8; i++) {
+      await page.mouse.move(mid[0], mid[1] + 10 * i);
+      await page.waitForTimeout(30);
+    }
+    await page.mouse.up({ button: "right" });
+  });
+  zoom.after = await state();
+  sync.zoom = zoom;
   return { pet, fusion, sync };
 });

@@ -73,6 +73,8 @@ export interface SliceState {
   imageIndex: number;
   imagePosition: number[] | null;
   focalPoint: number[];
+  /** The camera's parallel scale (half the viewport height in mm): smaller is zoomed in. */
+  scale: number;
 }
 
 /** The side-by-side view; `destroy()` frees its viewports, synchronizers and volumes. */
@@ -285,6 +287,7 @@ export class SyncView {
       imageIndex: viewport.getCurrentImageIdIndex(),
       imagePosition: plane?.imagePositionPatient ? [...plane.imagePositionPatient] : null,
       focalPoint: [...viewport.getCamera().focalPoint!],
+      scale: viewport.getCamera().parallelScale ?? 0,
     };
   }
 
