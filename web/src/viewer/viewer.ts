@@ -40,6 +40,7 @@ import {
   type VolumeInfo,
 } from "./server-planes";
 import { initCornerstone } from "./setup";
+import { PET_WINDOW, applyPetDisplay, attachReadout, hasSuv, isPet, stackValueAt } from "./pet";
 
 export const WINDOW_PRESETS: Record<string, { center: number; width: number }> = {
   lung: { center: -600, width: 1500 },
@@ -154,7 +155,7 @@ export class Viewer {
     private readonly options: ViewerOptions = {},
   ) {
     this.layout = options.layout ?? "1x1";
-    this.window = series.window ?? WINDOW_PRESETS.mediastinum;
+    this.window = isPet(series.modality) ? PET_WINDOW : (series.window ?? WINDOW_PRESETS.mediastinum);
     this.volumeId = `cornerstoneStreamingImageVolume:${this.id}:${series.series}`;
     this.stackGroupId = `${this.id}-stack`;
     this.volumeGroupId = `${this.id}-volume`;
@@ -388,6 +389,7 @@ export class Viewer {
         const viewport = this.engine.getViewport(c.id) as Types.IVolumeViewport;
         await viewport.setVolumes([{ volumeId: this.volumeId }]);
         viewport.setProperties({ voiRange: this.voiRange() });
+        if (isPet(this.series.modality)) applyPetDisplay(viewport, this.volumeId);
       }
       await this.setSlab(this.slabMode, this.slabThickness);
       for (const c of volumeCells) {
@@ -435,6 +437,12 @@ export class Viewer {
     const middle = Math.floor(this.series.imageIds.length / 2);
     await viewport.setStack(this.series.imageIds, middle);
     viewport.setProperties({ voiRange: this.voiRange() });
+    if (isPet(this.series.modality)) {
+      applyPetDisplay(viewport);
+      const readout = h("span", { class: "readout", "data-testid": "readout" });
+      element.parentElement?.append(readout);
+      attachReadout(element, () => this.engine.getViewport(id), (world) => stackValueAt(viewport, world), () => hasSuv(viewport.getCurrentImageId()), readout);
+    }
     viewport.render();
     element.dataset.status = "ready";
     element.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {

@@ -8,11 +8,14 @@ import { loadSeries } from "../viewer/series";
 import { LAYOUTS, Viewer, type Layout } from "../viewer/viewer";
 import { mountTaskBar } from "../tasks/views";
 import { mountShapesPanel, type ShapesPanel } from "../shapes/panel";
+import { SyncView, compareControl } from "../viewer/sync";
 
 declare global {
   interface Window {
     /** The open viewer (automation hook for the browser tests). */
     carinaViewer?: Viewer;
+    /** The open side-by-side view (automation hook for the browser tests). */
+    carinaSync?: SyncView;
   }
 }
 
@@ -35,6 +38,7 @@ export async function mountStudy(
   let annotations: AnnotationPanel | null = null;
   let shapes: ShapesPanel | null = null;
   let disposed = false;
+  let syncView: SyncView | null = null;
 
   const studies = await ctx.api.qido(project, "studies", { StudyInstanceUID: study });
   const info = studies[0];
@@ -47,7 +51,39 @@ export async function mountStudy(
   series.sort((a, b) => Number(tagValue(a, "00200011", "0")) - Number(tagValue(b, "00200011", "0")));
   const root = ctx.api.dicomweb(project);
 
+  const closeSync = () => {
+    syncView?.destroy();
+    syncView = null;
+    window.carinaSync = undefined;
+  };
+  // two series side by side (?compare=): synchronized scrolling, PET fusion
+  const compare = async (uid: string, other: string) => {
+    annotations?.destroy();
+    annotations = null;
+    shapes?.destroy();
+    shapes = null;
+    viewer?.destroy();
+    viewer = null;
+    window.carinaViewer = undefined;
+    closeSync();
+    const params = new URLSearchParams(location.search);
+    params.set("series", uid);
+    params.set("compare", other);
+    history.replaceState(null, "", `${location.pathname}?${params}`);
+    stage.replaceChildren(h("p", { "data-testid": "viewer-loading" }, "Loading series…"));
+    try {
+      const [a, b] = await Promise.all([loadSeries(ctx.api, project, study, uid), loadSeries(ctx.api, project, study, other)]);
+      if (disposed) return;
+      stage.replaceChildren();
+      syncView = await SyncView.create(stage, a, b, () => void open(uid));
+      window.carinaSync = syncView;
+    } catch (error) {
+      stage.replaceChildren(h("p", { class: "error", "data-testid": "viewer-error" }, `Cannot show the series: ${String(error)}`));
+    }
+  };
+
   const open = async (uid: string) => {
+    closeSync();
     annotations?.destroy();
     annotations = null;
     shapes?.destroy();
@@ -60,12 +96,16 @@ export async function mountStudy(
     }
     const params = new URLSearchParams(location.search);
     params.set("series", uid);
+    params.delete("compare");
     history.replaceState(null, "", `${location.pathname}?${params}`);
     stage.replaceChildren(h("p", { "data-testid": "viewer-loading" }, "Loading series…"));
     try {
       const loaded = await loadSeries(ctx.api, project, study, uid);
       if (disposed) return;
-      stage.replaceChildren();
+      const others = series
+        .filter((s) => tagValue(s, "0020000E") !== uid && !["SEG", "SR", "RTSTRUCT"].includes(tagValue(s, "00080060")))
+        .map((s) => ({ uid: tagValue(s, "0020000E"), label: `${tagValue(s, "00080060")} #${tagValue(s, "00200011")} ${tagValue(s, "0008103E")}` }));
+      stage.replaceChildren(compareControl(others, (other) => void compare(uid, other)));
       const requested = (new URLSearchParams(location.search).get("layout") ?? "1x1") as Layout;
       viewer = await Viewer.create(stage, loaded, {
         project,
@@ -120,12 +160,15 @@ export async function mountStudy(
     list.append(card);
   }
   const wanted = query.get("series");
+  const comparedWith = query.get("compare");
   const first = series.find((s) => tagValue(s, "0020000E") === wanted) ?? series.find((s) => tagValue(s, "00080060") !== "SEG");
-  if (first) void open(tagValue(first, "0020000E"));
+  if (first && comparedWith) void compare(tagValue(first, "0020000E"), comparedWith);
+  else if (first) void open(tagValue(first, "0020000E"));
   else stage.replaceChildren(h("p", {}, "The study has no image series."));
 
   return () => {
     disposed = true;
+    closeSync();
     annotations?.destroy();
     shapes?.destroy();
     viewer?.destroy();
