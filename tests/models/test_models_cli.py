@@ -6,10 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from typer.testing import CliRunner
 
 from carina.cli.main import app
+from carina.dicom.seg import read_segmentation
 from carina.imaging import read_labelmap, write_image
 from carina.models.installed import runner_for
 from carina.models.spec import ModelSpec
@@ -26,7 +28,10 @@ def _invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_models_add_list_info_segment_remove(tiny_lung: TinyLung, tmp_path: Path) -> None:
+def test_models_add_list_info_segment_remove(
+    tiny_lung: TinyLung, tmp_path: Path, shared_data: Path
+) -> None:
+    ct_dir = shared_data / "lung_ct_tumor_boxes/ct_dicom"
     data = str(tmp_path / "data")
     code, out = _invoke("models", "add", str(tiny_lung.folders["onnx"]), "--data-dir", data)
     assert code == 0, out
@@ -75,6 +80,19 @@ def test_models_add_list_info_segment_remove(tiny_lung: TinyLung, tmp_path: Path
     direct = runner_for(ModelSpec.load(folder), folder, "cpu").run(tiny_lung.ct).labels
     assert np.array_equal(np.asarray(written.array), np.asarray(direct.array))
     assert payload["volumes_ml"]["lung"] == pytest.approx(direct.volumes_ml()[1], rel=1e-6)
+
+    # DICOM series in, DICOM SEG out, with the model's label and its SNOMED code
+    dcm = tmp_path / "lungs.dcm"
+    code, out = _invoke(
+        "segment", str(ct_dir), "-o", str(dcm), "--model", "tiny-lung", "--data-dir", data
+    )
+    assert code == 0, out
+    seg = read_segmentation(dcm).reorient(tiny_lung.ct.geometry.orientation)
+    assert seg.geometry.same_grid(tiny_lung.ct.geometry, atol=1e-3)
+    assert [lab.name for lab in seg.labels] == ["lung"]
+    segments = {s.SegmentLabel: s for s in pydicom.dcmread(dcm).SegmentSequence}
+    assert segments["lung"].SegmentedPropertyTypeCodeSequence[0].CodeValue == "39607008"
+    assert np.array_equal(np.asarray(seg.array), np.asarray(direct.array))
 
     code, out = _invoke("models", "remove", "tiny-lung", "--data-dir", data)
     assert code == 0, out

@@ -6,6 +6,10 @@ ONNX and MONAI-bundle runners are trained here, on a real CT, from a weight-free
 at 4 mm with a [-1000, 500] HU window; a fixed number of Adam steps on random patches with a
 fixed seed. :func:`save_model` writes it as an installable model folder (``model.json`` + weights
 as a state dict, TorchScript or ONNX); :func:`save_bundle` as a MONAI bundle.
+
+``python -m carina.models.train_tiny CT OUT`` (CT: a DICOM series folder or an image file)
+writes ``OUT/torch``, ``OUT/torchscript``, ``OUT/onnx`` and ``OUT/bundle``, ready for
+``carina models add``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from carina.core.labels import Label, LabelSet
+from carina.core.labels import Code, Label, LabelSet
 from carina.core.volume import LabelMap, Volume
 from carina.imaging.resample import resample_to_geometry
 from carina.models.registry import get_tool
@@ -36,7 +40,9 @@ NETWORK: dict[str, Any] = {
         "num_res_units": 0,
     },
 }
-LUNG_LABELS = LabelSet([Label(1, "lung", color=(196, 121, 79))])
+LUNG_LABELS = LabelSet(
+    [Label(1, "lung", color=(196, 121, 79), code=Code("39607008", "SCT", "Lung"))]
+)
 
 
 def lung_spec(model_id: str = "tiny-lung", fmt: str = "torch", weights: str = "") -> ModelSpec:
@@ -300,3 +306,30 @@ def save_bundle(net: Any, spec: ModelSpec, folder: str | Path) -> Path:
         json.dumps(bundle_config(spec), indent=2) + "\n"
     )
     return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(description="Train the tiny lung U-Net and save it.")
+    parser.add_argument("ct", type=Path, help="chest CT: DICOM series folder or image file")
+    parser.add_argument("out", type=Path, help="output folder")
+    parser.add_argument("--steps", type=int, default=120)
+    args = parser.parse_args(argv)
+    from carina.dicom import read_volume
+    from carina.imaging.formats import is_image_file, read_image
+
+    ct = read_image(args.ct) if is_image_file(args.ct) else read_volume(args.ct)
+    start = time.perf_counter()
+    net, spec = train_lung_unet(ct, steps=args.steps)
+    print(f"trained in {time.perf_counter() - start:.1f} s")
+    for fmt in ("torch", "torchscript", "onnx"):
+        save_model(net, spec, args.out / fmt, fmt)
+    save_bundle(net, spec, args.out / "bundle")
+    print(f"saved under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
