@@ -78,3 +78,31 @@ def ct_dicom(ts: Path, total_labels: LabelSet) -> Case:
 @pytest.fixture(scope="session")
 def lung_ct(shared_data: Path) -> Case:
     return Case("lung_ct", read_volume(shared_data / "lung_ct_tumor_boxes/ct_dicom"), None)
+
+
+@dataclass
+class TinyLung:
+    """A tiny lung U-Net trained here on the lung CT, saved in every format Carina runs."""
+
+    ct: Volume
+    folders: dict[str, Path]
+    bundle: Path
+    train_s: float
+
+
+@pytest.fixture(scope="session")
+def tiny_lung(lung_ct: Case, tmp_path_factory: pytest.TempPathFactory) -> TinyLung:
+    import time
+
+    from carina.models.train_tiny import save_bundle, save_model, train_lung_unet
+
+    start = time.perf_counter()
+    net, spec = train_lung_unet(lung_ct.volume)
+    train_s = time.perf_counter() - start
+    root = tmp_path_factory.mktemp("tiny-lung")
+    folders = {}
+    for fmt in ("torch", "torchscript", "onnx"):
+        folders[fmt] = root / fmt
+        save_model(net, spec, folders[fmt], fmt)
+    bundle = save_bundle(net, spec, root / "bundle")
+    return TinyLung(lung_ct.volume, folders, bundle, train_s)

@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 
 from carina import __version__
-from carina.cli import deid, export, images, measure, render, segment
+from carina.cli import deid, export, images, measure, models, render, segment
 from carina.cli.archive import check_command, import_command
 from carina.cli.cluster import scheduler_command, worker_command
 from carina.cli.jobs import jobs_app
@@ -46,6 +46,7 @@ app.command("render")(render.render_command)
 app.command("deid")(deid.deid_command)
 app.command("segment")(segment.segment_command)
 app.add_typer(export.app, name="export")
+app.add_typer(models.app, name="models")
 app.command("import")(import_command)
 app.command("check")(check_command)
 app.command("serve")(serve_command)

@@ -11,20 +11,21 @@ from rich.table import Table
 
 from carina.cli.progress import stage_progress
 from carina.core.errors import CarinaError
+from carina.models.installed import MODELS_DIRNAME
 from carina.services.segment import list_tools, segment
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-def _print_tools() -> None:
+def _print_tools(models_dir: Path | None) -> None:
     table = Table(title="Segmentation tools", title_justify="left")
     table.add_column("id", style="bold")
     table.add_column("task")
     table.add_column("modalities")
     table.add_column("labels")
     table.add_column("weights")
-    for spec in list_tools():
+    for spec in list_tools(models_dir):
         table.add_row(
             spec.id,
             spec.task,
@@ -43,6 +44,15 @@ def segment_command(
         None, "-o", "--output", help="Label map (.nii.gz, .nrrd, .mha) or DICOM SEG (.dcm)."
     ),
     tool: str | None = typer.Option(None, "--tool", "-t", help="Tool id (see --list)."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Installed model id (see carina models list)."
+    ),
+    data_dir: Path = typer.Option(
+        Path("data"),
+        "--data-dir",
+        envvar="CARINA_DATA_DIR",
+        help="Data directory holding the installed models (models/<id>/).",
+    ),
     list_: bool = typer.Option(False, "--list", help="List the available tools and exit."),
     largest_component: bool = typer.Option(
         False, "--largest-component", help="Keep only the largest component of each label."
@@ -56,12 +66,20 @@ def segment_command(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
-    """Segment an image with a weight-free tool and write a label map or a DICOM SEG."""
+    """Segment an image with a weight-free tool or an installed model and write a label map or a
+    DICOM SEG."""
+    models_dir = data_dir / MODELS_DIRNAME
     if list_:
-        _print_tools()
+        _print_tools(models_dir)
         return
+    if tool is not None and model is not None:
+        err_console.print("[red]error:[/red] give --tool or --model, not both")
+        raise typer.Exit(2)
+    tool = tool or model
     if source is None or output is None or tool is None:
-        err_console.print("[red]error:[/red] give INPUT, -o OUTPUT and --tool (or --list)")
+        err_console.print(
+            "[red]error:[/red] give INPUT, -o OUTPUT and --tool or --model (or --list)"
+        )
         raise typer.Exit(2)
     try:
         with stage_progress(not as_json) as update:
@@ -74,6 +92,7 @@ def segment_command(
                 min_size_ml=min_size,
                 series_uid=series,
                 progress=update,
+                models_dir=models_dir,
             )
     except CarinaError as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)

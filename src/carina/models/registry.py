@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from carina.core.errors import ModelError
 from carina.models.base import Runner
@@ -62,15 +63,21 @@ class Registry:
         return len(self._runners)
 
 
-def default_registry() -> Registry:
-    """A registry holding the built-in tools and the installed entry-point models."""
+def default_registry(models_dir: str | Path | None = None) -> Registry:
+    """A registry holding the built-in tools, the entry-point models and, when ``models_dir`` is
+    given, the models installed there (see :mod:`carina.models.installed`)."""
     reg = Registry()
     for tool in builtin_tools():
         reg.register(tool)
     reg.load_entry_points()
+    if models_dir is not None:
+        from carina.models.installed import installed_models, runner_for
+
+        for spec, folder in installed_models(models_dir):
+            reg.register(runner_for(spec, folder))
     return reg
 
 
-def get_tool(tool_id: str) -> Runner:
+def get_tool(tool_id: str, models_dir: str | Path | None = None) -> Runner:
     """The built-in (or installed) runner ``tool_id``."""
-    return default_registry().get(tool_id)
+    return default_registry(models_dir).get(tool_id)

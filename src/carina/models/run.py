@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from carina.core.volume import LabelMap, Volume
@@ -38,10 +39,12 @@ def run_tool(
     largest_component: bool = False,
     fill_holes: bool = False,
     min_size_ml: float = 0.0,
+    models_dir: str | Path | None = None,
 ) -> ToolRun:
     """Run the registered tool ``tool_id`` on ``volume`` (``params`` go to the tool), then the
-    optional post-processing (see :func:`carina.models.postprocess.postprocess`)."""
-    runner = get_tool(tool_id)
+    optional post-processing (see :func:`carina.models.postprocess.postprocess`); installed models
+    under ``models_dir`` are found too."""
+    runner = get_tool(tool_id, models_dir)
     result = runner.run(volume, **dict(params or {}))
     labels = postprocess(
         result.labels,

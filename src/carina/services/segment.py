@@ -37,9 +37,9 @@ class SegmentOutcome:
     findings: Mapping[str, Any] = field(default_factory=dict)
 
 
-def list_tools() -> list[ToolSpec]:
-    """Specs of every registered tool and installed model."""
-    return [runner.spec for runner in default_registry()]
+def list_tools(models_dir: str | Path | None = None) -> list[ToolSpec]:
+    """Specs of every registered tool and installed model (those under ``models_dir`` too)."""
+    return [runner.spec for runner in default_registry(models_dir)]
 
 
 def _is_seg_output(path: Path) -> bool:
@@ -75,11 +75,12 @@ def segment(
     series_uid: str | None = None,
     params: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
+    models_dir: str | Path | None = None,
 ) -> SegmentOutcome:
     """Segment ``source`` with ``tool`` and write ``output`` (see the module docstring)."""
     src = Path(source)
     out = Path(output)
-    runner = default_registry().get(tool)
+    runner = default_registry(models_dir).get(tool)
     to_seg = _is_seg_output(out)
     if not to_seg and not is_image_file(out):
         raise UnsupportedFormatError(
@@ -104,6 +105,7 @@ def segment(
         largest_component=largest_component,
         fill_holes=fill_holes,
         min_size_ml=min_size_ml,
+        models_dir=models_dir,
     )
     labels = run.labels
     if progress:

@@ -1,0 +1,90 @@
+"""``carina models``: list, add, remove and describe the installed models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from carina.core.errors import CarinaError
+from carina.models.installed import add_model, installed_models, models_dir, remove_model
+from carina.models.spec import ModelSpec
+
+app = typer.Typer(
+    help="Installed segmentation models (<data-dir>/models/<id>/).", no_args_is_help=True
+)
+console = Console()
+err_console = Console(stderr=True)
+
+DataDir = typer.Option(
+    Path("data"), "--data-dir", envvar="CARINA_DATA_DIR", help="Data directory of Carina."
+)
+
+
+def _fail(exc: CarinaError) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+@app.command("list")
+def list_command(
+    data_dir: Path = DataDir,
+    as_json: bool = typer.Option(False, "--json", help="Print the models as JSON."),
+) -> None:
+    """List the installed models."""
+    try:
+        found = installed_models(models_dir(data_dir))
+    except CarinaError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.print_json(json.dumps([spec.to_dict() for spec, _ in found]))
+        return
+    table = Table(title=f"Models in {models_dir(data_dir)}", title_justify="left")
+    for col in ("id", "version", "format", "task", "labels"):
+        table.add_column(col)
+    for spec, _ in found:
+        labels = ", ".join(lab.name for lab in spec.labels)
+        table.add_row(spec.id, spec.version, spec.format, spec.task, labels)
+    console.print(table)
+
+
+@app.command("add")
+def add_command(
+    path: Path = typer.Argument(..., help="Model folder (model.json + weights) or MONAI bundle."),
+    model_id: str | None = typer.Option(None, "--id", help="Install under this id."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Install a model folder or a MONAI bundle (copied into the models directory)."""
+    try:
+        spec = add_model(models_dir(data_dir), path, model_id=model_id)
+    except CarinaError as exc:
+        raise _fail(exc) from exc
+    console.print(f"installed {spec.id} {spec.version} ({spec.format})")
+
+
+@app.command("remove")
+def remove_command(model_id: str = typer.Argument(...), data_dir: Path = DataDir) -> None:
+    """Delete an installed model."""
+    try:
+        remove_model(models_dir(data_dir), model_id)
+    except CarinaError as exc:
+        raise _fail(exc) from exc
+    console.print(f"removed {model_id}")
+
+
+@app.command("info")
+def info_command(model_id: str = typer.Argument(...), data_dir: Path = DataDir) -> None:
+    """Print an installed model's spec (JSON)."""
+    folder = models_dir(data_dir) / model_id
+    try:
+        if not (folder / "model.json").is_file():
+            from carina.core.errors import ModelError
+
+            raise ModelError(f"no installed model {model_id!r} in {models_dir(data_dir)}")
+        spec = ModelSpec.load(folder)
+    except CarinaError as exc:
+        raise _fail(exc) from exc
+    console.print_json(json.dumps({**spec.to_dict(), "folder": str(folder)}))
