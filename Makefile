@@ -12,7 +12,9 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	bash scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,deid,postgres]'
+	# the CPU build of torch first: an unpinned torch pulled in by another package would be CUDA's
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev,deid,postgres,ai]'
 	touch $(STAMP)
 
 DATA_DIR ?= data
