@@ -62,6 +62,8 @@ _WADO = [
     "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}",
     "/studies/{study}/series/{series}/instances/{sop}/rendered",
     "/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered",
+    "/studies/{study}/rendered",
+    "/studies/{study}/series/{series}/rendered",
     "/studies/{study}/thumbnail",
     "/studies/{study}/series/{series}/thumbnail",
     "/studies/{study}/series/{series}/instances/{sop}/thumbnail",

@@ -342,6 +342,43 @@ def test_wado_rendered_png_with_window(loaded: Loaded) -> None:
     assert loaded.client.get(f"{base}/rendered", params={"window": "40"}).status_code == 400
 
 
+def test_wado_rendered_series_and_study(loaded: Loaded) -> None:
+    lung = _lung(loaded)
+    series_uid = next(iter(lung.series))
+    by_number = sorted(
+        (pydicom.dcmread(p) for u, p in loaded.files.items() if p.parent.name == "ct_dicom"),
+        key=lambda ds: int(ds.InstanceNumber),
+    )
+    base = f"/dicom-web/studies/{lung.uid}/series/{series_uid}"
+    response = loaded.client.get(
+        f"{base}/rendered",
+        params={"window": "-600,1500"},
+        headers={"Accept": 'multipart/related; type="image/png"'},
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith('multipart/related; type="image/png"')
+    parts = split_multipart(response.content, response.headers["content-type"])
+    assert len(parts) == len(by_number) == 30
+    for (kind, body), ds in zip(parts, by_number, strict=True):
+        assert kind == "image/png"
+        hu = apply_modality_lut(ds.pixel_array, ds).astype(np.float64)
+        expected = np.clip(np.rint(((hu + 600.5) / 1499 + 0.5) * 255), 0, 255).astype(np.uint8)
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(body))), expected)
+    study = loaded.client.get(
+        f"/dicom-web/studies/{lung.uid}/rendered",
+        params={"viewport": "64,64"},
+        headers={"Accept": "image/jpeg"},
+    )
+    assert study.status_code == 200
+    study_parts = split_multipart(study.content, study.headers["content-type"])
+    assert len(study_parts) == lung.instances
+    assert {Image.open(io.BytesIO(body)).size for _, body in study_parts} == {(64, 64)}
+    assert (
+        loaded.client.get(f"{base}/rendered", headers={"Accept": "application/dicom"}).status_code
+        == 406
+    )
+
+
 def test_wado_errors(loaded: Loaded) -> None:
     lung = _lung(loaded)
     assert loaded.client.get("/dicom-web/studies/1.2.3.4").status_code == 404

@@ -639,6 +639,63 @@ def frame_rendered(
     return _rendered(request, archive, instance, frame, window, _viewport(viewport), quality)
 
 
+def _rendered_many(
+    request: Request,
+    archive: Archive,
+    instances: list[StoredInstance],
+    window: str | None,
+    viewport: tuple[int, int] | None,
+    quality: int,
+) -> Response:
+    """Every frame of ``instances`` rendered, one part each, in series and instance order."""
+    media = _check_accept(request, "image/png", "image/jpeg")
+    win = _window(window)
+    boundary = new_boundary()
+
+    def parts() -> Iterator[tuple[str, bytes]]:
+        for instance in instances:
+            ds = px.read_dataset(archive.read(instance))
+            for frame in range(1, (instance.number_of_frames or 1) + 1):
+                content = px.render(
+                    ds, frame, window=win, viewport=viewport, media_type=media, quality=quality
+                )
+                yield media, content
+
+    return StreamingResponse(
+        multipart_stream(boundary, parts()),
+        media_type=f'multipart/related; type="{media}"; boundary={boundary}',
+    )
+
+
+@_route("GET", "/studies/{study}/rendered")
+def study_rendered(
+    study: str,
+    request: Request,
+    archive: ArchiveDep,
+    window: str | None = None,
+    viewport: str | None = None,
+    quality: Quality = 90,
+) -> Response:
+    """WADO-RS rendered study: every frame of every instance, one image part each."""
+    instances = archive.instances(study)
+    return _rendered_many(request, archive, instances, window, _viewport(viewport), quality)
+
+
+@_route("GET", "/studies/{study}/series/{series}/rendered")
+def series_rendered(
+    study: str,
+    series: str,
+    request: Request,
+    archive: ArchiveDep,
+    window: str | None = None,
+    viewport: str | None = None,
+    quality: Quality = 90,
+) -> Response:
+    """WADO-RS rendered series: every frame of every instance, one image part each."""
+    instances = archive.instances(study, series)
+    return _rendered_many(request, archive, instances, window, _viewport(viewport), quality)
+
+
 def _thumbnail(
     request: Request, archive: Archive, instances: list[StoredInstance], viewport: str | None
 ) -> Response:

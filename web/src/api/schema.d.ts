@@ -1301,6 +1301,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/dicom-web/studies/{study}/rendered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Site Study Rendered
+         * @description WADO-RS rendered study: every frame of every instance, one image part each.
+         */
+        get: operations["site_study_rendered"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/dicom-web/studies/{study}/series": {
         parameters: {
             query?: never;
@@ -1521,6 +1541,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/dicom-web/studies/{study}/series/{series}/rendered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Site Series Rendered
+         * @description WADO-RS rendered series: every frame of every instance, one image part each.
+         */
+        get: operations["site_series_rendered"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/dicom-web/studies/{study}/series/{series}/thumbnail": {
         parameters: {
             query?: never;
@@ -1681,6 +1721,26 @@ export interface paths {
          * @description WADO-RS: metadata of every instance of a study (cached at ingest).
          */
         get: operations["project_study_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{project}/dicom-web/studies/{study}/rendered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Project Study Rendered
+         * @description WADO-RS rendered study: every frame of every instance, one image part each.
+         */
+        get: operations["project_study_rendered"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1901,6 +1961,26 @@ export interface paths {
          * @description WADO-RS: metadata of every instance of a series (cached at ingest).
          */
         get: operations["project_series_metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/projects/{project}/dicom-web/studies/{study}/series/{series}/rendered": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Project Series Rendered
+         * @description WADO-RS rendered series: every frame of every instance, one image part each.
+         */
+        get: operations["project_series_rendered"];
         put?: never;
         post?: never;
         delete?: never;
@@ -5136,6 +5216,41 @@ export interface operations {
             };
         };
     };
+    site_study_rendered: {
+        parameters: {
+            query?: {
+                window?: string | null;
+                viewport?: string | null;
+                quality?: number;
+            };
+            header?: never;
+            path: {
+                study: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     site_search_study_series: {
         parameters: {
             query?: never;
@@ -5507,6 +5622,42 @@ export interface operations {
             };
         };
     };
+    site_series_rendered: {
+        parameters: {
+            query?: {
+                window?: string | null;
+                viewport?: string | null;
+                quality?: number;
+            };
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
     site_series_thumbnail: {
         parameters: {
             query?: {
@@ -5804,6 +5955,43 @@ export interface operations {
     project_study_metadata: {
         parameters: {
             query?: never;
+            header?: never;
+            path: {
+                study: string;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    project_study_rendered: {
+        parameters: {
+            query?: {
+                window?: string | null;
+                viewport?: string | null;
+                quality?: number;
+            };
             header?: never;
             path: {
                 study: string;
@@ -6196,6 +6384,44 @@ export interface operations {
     project_series_metadata: {
         parameters: {
             query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    project_series_rendered: {
+        parameters: {
+            query?: {
+                window?: string | null;
+                viewport?: string | null;
+                quality?: number;
+            };
             header?: never;
             path: {
                 study: string;
