@@ -108,12 +108,16 @@ export interface Measurement {
   values: Record<string, number>;
   unit: string;
   text: string;
+  /** The annotation's handles (world, mm). */
+  points: number[][];
 }
 
 export interface ViewerOptions {
   /** The project the series is read from (for the viewer API's server-rendered planes). */
   project?: string;
   layout?: Layout;
+  /** Renders MPR and slabs on the server whatever the series' size (the `?planes=server` flag). */
+  serverPlanes?: boolean;
   onLayoutChange?: (layout: Layout) => void;
 }
 
@@ -133,6 +137,8 @@ export class Viewer {
   slabMode: SlabMode = "none";
   slabThickness = 20;
   volumePreset = "bone";
+  /** Degrees the sagittal and coronal planes are turned about the axial plane's normal (oblique MPR). */
+  mprRotation = 0;
   activeTool = WindowLevelTool.toolName;
   /** Milliseconds the last layout took per phase (shown in data-timings for benchmarks). */
   timings: Record<string, number> = {};
@@ -185,7 +191,8 @@ export class Viewer {
   static async create(container: HTMLElement, series: LoadedSeries, options: ViewerOptions = {}): Promise<Viewer> {
     await initCornerstone();
     const viewer = new Viewer(container, series, options);
-    viewer.large = series.slices > MAX_BROWSER_SLICES || series.volumeBytes > BROWSER_VOLUME_BUDGET;
+    viewer.large =
+      options.serverPlanes === true || series.slices > MAX_BROWSER_SLICES || series.volumeBytes > BROWSER_VOLUME_BUDGET;
     viewer.root.dataset.mode = viewer.large ? "server" : "browser";
     if (viewer.large && options.project) {
       // the server loads the whole series to describe it: do not hold the first image for that
@@ -259,10 +266,25 @@ export class Viewer {
     );
     volumePreset.addEventListener("change", () => this.setVolumePreset(volumePreset.value));
 
-    const reset = h("button", { type: "button", "data-testid": "reset" }, "Reset");
-    reset.addEventListener("click", () => this.reset());
+    const rotation = h("input", {
+      type: "number",
+      min: "-180",
+      max: "180",
+      step: "5",
+      value: "0",
+      "data-testid": "mpr-rotation",
+      "aria-label": "Oblique MPR rotation (degrees)",
+      title: "Oblique MPR: turns the sagittal and coronal planes about the axial normal",
+    });
+    rotation.addEventListener("change", () => this.rotateMpr(Number(rotation.value) || 0));
 
-    return h("div", { class: "toolbar" }, layout, presets, tools, slab, thickness, thicknessLabel, volumePreset, reset);
+    const reset = h("button", { type: "button", "data-testid": "reset" }, "Reset");
+    reset.addEventListener("click", () => {
+      rotation.value = "0";
+      this.reset();
+    });
+
+    return h("div", { class: "toolbar" }, layout, presets, tools, slab, thickness, thicknessLabel, volumePreset, h("label", {}, "Oblique ", rotation, "°"), reset);
   }
 
   // -- tools ------------------------------------------------------------------------------------
@@ -396,6 +418,7 @@ export class Viewer {
         (this.engine.getViewport(c.id) as Types.IVolumeViewport).render();
         c.element.dataset.status = "ready";
       }
+      if (this.mprRotation) this.rotateMpr(this.mprRotation);
       if (volumeCells.length) lap("mpr");
       // 3D is attached once the volume is in memory: streaming into it re-renders per slice
       for (const c of cells3d) await this.show3d(c.id, c.element);
@@ -569,10 +592,44 @@ export class Viewer {
   }
 
   reset(): void {
+    this.mprRotation = 0;
+    this.root.dataset.mprRotation = "0";
     for (const cell of this.cells) {
       const viewport = this.engine.getViewport(cell.id);
       viewport?.resetCamera();
       viewport?.render();
+    }
+  }
+
+  /**
+   * Oblique MPR: turns the sagittal and coronal planes by `degrees` about the axial plane's normal
+   * through their focal points (from their standard orientation, so the angle is absolute).
+   */
+  rotateMpr(degrees: number): void {
+    this.mprRotation = degrees;
+    this.root.dataset.mprRotation = String(degrees);
+    const axialCell = this.cells.find((c) => c.kind === "axial");
+    const axial = axialCell && (this.engine.getViewport(axialCell.id) as Types.IVolumeViewport | undefined);
+    if (!axial || !this.volumeLoaded) return;
+    const axis = axial.getCamera().viewPlaneNormal as Types.Point3;
+    for (const cell of this.cells) {
+      if (cell.kind !== "sagittal" && cell.kind !== "coronal") continue;
+      const viewport = this.engine.getViewport(cell.id) as Types.IVolumeViewport | undefined;
+      if (!viewport) continue;
+      const camera = viewport.getCamera();
+      const focal = camera.focalPoint as Types.Point3;
+      const distance = Math.hypot(...subtract(camera.position as Types.Point3, focal));
+      const base = STANDARD_NORMALS[cell.kind];
+      const normal = rotateAbout(base, axis, (degrees * Math.PI) / 180);
+      // the view-up lies along the axis: the turn leaves it as it is
+      const viewUp = camera.viewUp as Types.Point3;
+      viewport.setCamera({
+        viewPlaneNormal: normal,
+        viewUp,
+        focalPoint: focal,
+        position: [focal[0] + normal[0] * distance, focal[1] + normal[1] * distance, focal[2] + normal[2] * distance],
+      });
+      viewport.render();
     }
   }
 
@@ -597,7 +654,8 @@ export class Viewer {
       }
       const unit = String(stats.unit ?? stats.modalityUnit ?? stats.lengthUnit ?? "");
       const text = describe(tool, values, stats);
-      found.push({ uid: item.annotationUID ?? "", tool, viewport: viewportId ?? "", values, unit, text });
+      const points = ((item.data as { handles?: { points?: number[][] } }).handles?.points ?? []).map((p) => [...p]);
+      found.push({ uid: item.annotationUID ?? "", tool, viewport: viewportId ?? "", values, unit, text, points });
     }
     return found;
   }
@@ -606,7 +664,11 @@ export class Viewer {
     const list = this.measurements();
     this.measurementsList.replaceChildren(
       ...list.map((m) => {
-        const item = h("li", { "data-tool": m.tool, "data-uid": m.uid, "data-values": JSON.stringify(m.values) }, `${TOOL_LABELS[m.tool]}: ${m.text}`);
+        const item = h(
+          "li",
+          { "data-tool": m.tool, "data-uid": m.uid, "data-values": JSON.stringify(m.values), "data-points": JSON.stringify(m.points) },
+          `${TOOL_LABELS[m.tool]}: ${m.text}`,
+        );
         for (const [key, value] of Object.entries(m.values)) item.dataset[key] = String(value);
         return item;
       }),
@@ -627,6 +689,40 @@ export class Viewer {
     return [box.left + canvas[0], box.top + canvas[1]];
   }
 
+  /** The world (LPS, mm) position of an image pixel (column, row) of the stack viewport's image. */
+  imageToWorld(column: number, row: number): Types.Point3 {
+    const cell = this.cells.find((c) => c.kind === "stack");
+    if (!cell) throw new Error("no stack viewport");
+    const viewport = this.engine.getViewport(cell.id) as Types.IStackViewport;
+    const world = utilities.imageToWorldCoords(viewport.getCurrentImageId(), [column, row]);
+    if (!world) throw new Error("no image in the viewport");
+    return world;
+  }
+
+  /** The page position (CSS px) of a world point in the first viewport of `kind`. */
+  worldToPage(world: Types.Point3, kind: CellKind): [number, number] {
+    const cell = this.cells.find((c) => c.kind === kind);
+    const viewport = cell && this.engine.getViewport(cell.id);
+    if (!cell || !viewport) throw new Error(`no ${kind} viewport`);
+    const canvas = viewport.worldToCanvas(world);
+    const box = cell.element.getBoundingClientRect();
+    return [box.left + canvas[0], box.top + canvas[1]];
+  }
+
+  /** The camera of the first viewport of `kind` (plain arrays, for the browser tests). */
+  camera(kind: CellKind): { focalPoint: number[]; viewPlaneNormal: number[]; viewUp: number[]; parallelScale: number } {
+    const cell = this.cells.find((c) => c.kind === kind);
+    const viewport = cell && this.engine.getViewport(cell.id);
+    if (!viewport) throw new Error(`no ${kind} viewport`);
+    const camera = viewport.getCamera();
+    return {
+      focalPoint: [...(camera.focalPoint ?? [])],
+      viewPlaneNormal: [...(camera.viewPlaneNormal ?? [])],
+      viewUp: [...(camera.viewUp ?? [])],
+      parallelScale: camera.parallelScale ?? 0,
+    };
+  }
+
   destroy(): void {
     this.destroyed = true;
     for (const [type, handler] of this.listeners) eventTarget.removeEventListener(type, handler);
@@ -645,6 +741,26 @@ export class Viewer {
       }
     }
   }
+}
+
+/** View-plane normals of the standard sagittal and coronal orientations (LPS). */
+const STANDARD_NORMALS: Record<"sagittal" | "coronal", Types.Point3> = {
+  sagittal: [1, 0, 0],
+  coronal: [0, -1, 0],
+};
+
+function subtract(a: Types.Point3, b: Types.Point3): Types.Point3 {
+  return [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+}
+
+/** `v` turned by `angle` radians about the unit vector `axis` (Rodrigues' formula). */
+function rotateAbout(v: Types.Point3, axis: Types.Point3, angle: number): Types.Point3 {
+  const [x, y, z] = axis;
+  const cos = Math.cos(angle);
+  const sin = Math.sin(angle);
+  const dot = v[0] * x + v[1] * y + v[2] * z;
+  const cross: Types.Point3 = [y * v[2] - z * v[1], z * v[0] - x * v[2], x * v[1] - y * v[0]];
+  return [0, 1, 2].map((i) => v[i] * cos + cross[i] * sin + axis[i] * dot * (1 - cos)) as Types.Point3;
 }
 
 function describe(tool: string, values: Record<string, number>, stats: Record<string, unknown>): string {

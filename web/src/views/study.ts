@@ -110,6 +110,7 @@ export async function mountStudy(
       viewer = await Viewer.create(stage, loaded, {
         project,
         layout: requested in LAYOUTS ? requested : "1x1",
+        serverPlanes: new URLSearchParams(location.search).get("planes") === "server",
         onLayoutChange: (layout) => {
           const search = new URLSearchParams(location.search);
           search.set("layout", layout);
