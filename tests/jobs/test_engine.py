@@ -146,7 +146,7 @@ def test_quantify_kind_measures_files(engine: Engine, tmp_path: Path) -> None:
 
 
 def test_built_in_kinds_and_which_are_offered_over_http() -> None:
-    import carina.services.job_kinds  # noqa: F401  (the server's engine loads these too)
+    import carina.services.job_kinds  # the server's engine loads these kinds too
     import carina.services.pacs_sync  # noqa: F401
 
     remote = {k.name: k.remote for k in kinds() if not k.name.startswith("test.")}
