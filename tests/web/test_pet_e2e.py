@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import math
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, PositronEmissionTomographyImageStorage, generate_uid
 from scipy import ndimage
 
-from .conftest import PROJECT, WebServer, run_e2e
+from .conftest import PROJECT, WebServer, prepare, run_e2e, serve
 
 MATRIX = 128
 PET_SLICE_MM = 4.0
@@ -143,6 +144,15 @@ def pet_series(ct: list[pydicom.Dataset], centre: np.ndarray) -> tuple[list[byte
         out.append(buffer.getvalue())
         zs.append(z)
     return out, zs
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory, web_bundle: Path) -> Iterator[WebServer]:
+    """A server of this module's own: what it stores stays out of the other browser tests."""
+    data_dir = tmp_path_factory.mktemp("pet") / "data"
+    prepare(data_dir, web_bundle)
+    with serve(data_dir, web_bundle) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

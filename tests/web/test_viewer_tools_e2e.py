@@ -7,6 +7,7 @@ series' own geometry (pydicom), the overlay against the lung mask built here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from .conftest import WebServer, run_e2e
+from .conftest import WebServer, prepare, run_e2e, serve
 from .test_viewer_e2e import _lung_seg, _stow
 
 ROTATION = 30.0
@@ -33,6 +34,15 @@ def _pixel_to_world(ds: pydicom.Dataset, column: float, row: float) -> np.ndarra
 def _angle(u: np.ndarray, v: np.ndarray) -> float:
     cos = float(np.dot(u, v) / (np.linalg.norm(u) * np.linalg.norm(v)))
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+@pytest.fixture(scope="module")
+def web_server(tmp_path_factory: pytest.TempPathFactory, web_bundle: Path) -> Iterator[WebServer]:
+    """A server of this module's own: what it stores stays out of the other browser tests."""
+    data_dir = tmp_path_factory.mktemp("viewer-tools") / "data"
+    prepare(data_dir, web_bundle)
+    with serve(data_dir, web_bundle) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
