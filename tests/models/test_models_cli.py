@@ -122,3 +122,24 @@ def test_models_add_refuses_bad_folders(tmp_path: Path, tiny_lung: TinyLung) -> 
     assert code == 2
     assert "invalid model id" in out
     assert not (tmp_path / "evil").exists()
+
+
+def test_models_list_skips_a_broken_spec(tmp_path: Path, tiny_lung: TinyLung) -> None:
+    data = tmp_path / "data"
+    code, out = _invoke("models", "add", str(tiny_lung.folders["onnx"]), "--data-dir", str(data))
+    assert code == 0, out
+    broken = data / "models/half-copied"
+    broken.mkdir()
+    (broken / "model.json").write_text('{"id": "half-copied", "vers')
+    result = cli.invoke(
+        app, ["models", "list", "--json", "--data-dir", str(data)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert [m["id"] for m in json.loads(result.stdout)] == ["tiny-lung"]
+    assert "skipped half-copied" in result.stderr
+    assert "cannot read" in result.stderr
+    # the good model still runs; the broken one is no tool
+    code, out = _invoke("segment", "--list", "--data-dir", str(data))
+    assert code == 0, out
+    assert "tiny-lung" in out
+    assert "half-copied" not in out

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from carina.core.errors import CarinaError
-from carina.models.installed import add_model, installed_models, models_dir, remove_model
+from carina.models.installed import add_model, models_dir, remove_model, scan_models
 from carina.models.spec import ModelSpec
 
 app = typer.Typer(
@@ -36,9 +36,11 @@ def list_command(
 ) -> None:
     """List the installed models."""
     try:
-        found = installed_models(models_dir(data_dir))
+        found, broken = scan_models(models_dir(data_dir))
     except CarinaError as exc:
         raise _fail(exc) from exc
+    for folder, reason in broken:
+        err_console.print(f"[yellow]skipped {folder.name}:[/yellow] {reason}", soft_wrap=True)
     if as_json:
         console.print_json(json.dumps([spec.to_dict() for spec, _ in found]))
         return

@@ -3,12 +3,14 @@
 A model folder holds ``model.json`` (a :class:`~carina.models.spec.ModelSpec`) and its weights
 (a state dict, TorchScript or ONNX file, or a MONAI bundle). :func:`add_model` copies a folder
 in (a bare MONAI bundle gets its ``model.json`` from the bundle's metadata), :func:`remove_model`
-deletes one, :func:`installed_models` lists them and :func:`runner_for` builds the runner for a
-spec's format. Runners load their weights at first use.
+deletes one, :func:`installed_models` lists them (:func:`scan_models` also names the unreadable
+ones) and :func:`runner_for` builds the runner for a spec's format. Runners load their weights at
+first use.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 from carina.core.errors import ModelError
 from carina.models.base import Runner
 from carina.models.spec import SPEC_FILE, ModelSpec
+
+log = logging.getLogger(__name__)
 
 MODELS_DIRNAME = "models"
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -51,14 +55,30 @@ def runner_for(spec: ModelSpec, folder: str | Path, device: str | None = None) -
     raise ModelError(f"no runner for format {spec.format!r}")  # pragma: no cover
 
 
-def installed_models(directory: str | Path) -> list[tuple[ModelSpec, Path]]:
-    """(spec, folder) of every model under ``directory``, by id."""
+def scan_models(
+    directory: str | Path,
+) -> tuple[list[tuple[ModelSpec, Path]], list[tuple[Path, str]]]:
+    """The models under ``directory``, by id: ``(spec, folder)`` of each readable one, and
+    ``(folder, reason)`` of each whose ``model.json`` cannot be read as a spec."""
     root = Path(directory)
     if not root.is_dir():
-        return []
-    found = []
+        return [], []
+    found: list[tuple[ModelSpec, Path]] = []
+    broken: list[tuple[Path, str]] = []
     for folder in sorted(p for p in root.iterdir() if (p / SPEC_FILE).is_file()):
-        found.append((ModelSpec.load(folder), folder))
+        try:
+            found.append((ModelSpec.load(folder), folder))
+        except ModelError as exc:
+            broken.append((folder, str(exc)))
+    return found, broken
+
+
+def installed_models(directory: str | Path) -> list[tuple[ModelSpec, Path]]:
+    """(spec, folder) of every readable model under ``directory``, by id; a folder whose spec
+    cannot be read is left out with a warning in the log (:func:`scan_models` names them)."""
+    found, broken = scan_models(directory)
+    for folder, reason in broken:
+        log.warning("model folder %s left out: %s", folder, reason)
     return found
 
 
