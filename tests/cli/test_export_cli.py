@@ -156,3 +156,22 @@ def test_render_cli(shared_data: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["render", str(src), str(out), "--window", "nope"])
     assert result.exit_code == 2
     assert "unknown window preset" in result.output
+
+
+def test_export_slicer_names_the_segments(shared_data: Path, tmp_path: Path) -> None:
+    ref = shared_data / "totalsegmentator_ref"
+    seg = ref / "ct_dicom_seg_total.nii.gz"
+    names = ref / "label_map_total.json"
+    out = tmp_path / "total.seg.nrrd"
+    result = runner.invoke(app, ["export", "slicer", str(seg), str(out), "--names", str(names)])
+    assert result.exit_code == 0, result.output
+    expected = read_labelmap(seg, LabelSet.from_json(names))
+    back = read_labelmap(out)
+    np.testing.assert_array_equal(back.array, expected.array)
+    assert back.geometry.same_grid(expected.geometry, atol=1e-6)
+    assert back.labels == expected.labels
+    assert back.labels[5].name == "liver"
+    result = runner.invoke(app, ["export", "slicer", str(seg), str(tmp_path / "total.nrrd")])
+    assert result.exit_code == 2
+    assert ".seg.nrrd" in result.output
+    assert not (tmp_path / "total.nrrd").exists()

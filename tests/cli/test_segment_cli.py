@@ -128,3 +128,30 @@ def test_unknown_tool_and_bad_suffix(ts: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["segment", src, "-o", str(tmp_path / "x.png"), "--tool", "body"])
     assert result.exit_code == 2
     assert "must be a label-map image" in result.output
+
+
+@pytest.mark.parametrize(
+    ("tool", "names", "code"),
+    [
+        ("body", ["body"], "~SCT^38266002^Entire body~"),
+        ("lungs", ["lung_right", "lung_left"], "~SCT^3341006^Right lung~"),
+    ],
+)
+def test_nifti_in_slicer_segmentation_out(
+    ts: Path, tmp_path: Path, tool: str, names: list[str], code: str
+) -> None:
+    src = ts / "ct_3mm_30sl/ct.nii.gz"
+    out = tmp_path / f"{tool}.seg.nrrd"
+    result = runner.invoke(app, ["segment", str(src), "-o", str(out), "--tool", tool])
+    assert result.exit_code == 0, result.output
+    image = read_image(src)
+    expected = get_tool(tool).run(image).labels
+    written = read_labelmap(out)
+    assert written.geometry.same_grid(image.geometry, atol=1e-6)
+    np.testing.assert_array_equal(written.array, expected.array)
+    assert written.present_values()
+    assert written.labels == expected.labels  # names, colours and SNOMED codes of the tool
+    header = out.read_bytes().split(b"\n\n", 1)[0].decode()
+    for n, name in enumerate(names):
+        assert f"Segment{n}_Name:={name}" in header.splitlines()
+    assert code in header

@@ -1,4 +1,5 @@
-"""``carina export seg|rtstruct|mesh``: label maps as DICOM SEG, RTSTRUCT or surface meshes."""
+"""``carina export seg|rtstruct|mesh|slicer``: label maps as DICOM SEG, RTSTRUCT, surface meshes or
+3D Slicer segmentations."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import typer
 from rich.console import Console
 
 from carina.core.errors import CarinaError
-from carina.services.export import export_mesh, export_rtstruct, export_seg
+from carina.services.export import export_mesh, export_rtstruct, export_seg, export_slicer
 
 app = typer.Typer(
-    help="Export label maps as DICOM SEG, RTSTRUCT or surface meshes.", no_args_is_help=True
+    help="Export label maps as DICOM SEG, RTSTRUCT, surface meshes or 3D Slicer segmentations.",
+    no_args_is_help=True,
 )
 console = Console()
 err_console = Console(stderr=True)
@@ -84,6 +86,21 @@ def mesh_command(
         out = export_mesh(
             labels, output, names=names, select=label, smoothing=smoothing, max_faces=max_faces
         )
+    except CarinaError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    console.print(f"wrote {out}", soft_wrap=True)
+
+
+@app.command("slicer")
+def slicer_command(
+    labels: Path = typer.Argument(..., help="Label map file (NIfTI/NRRD/MHA)."),
+    output: Path = typer.Argument(..., help="Output segmentation (.seg.nrrd)."),
+    names: Path | None = typer.Option(None, "--names", help="JSON label set naming the values."),
+) -> None:
+    """Write a 3D Slicer segmentation: one segment per label, with its name, colour and code."""
+    try:
+        out = export_slicer(labels, output, names=names)
     except CarinaError as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc

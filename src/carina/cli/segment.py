@@ -41,7 +41,11 @@ def segment_command(
         None, help="DICOM series folder, file or ZIP; or a NIfTI/NRRD/MHA image."
     ),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="Label map (.nii.gz, .nrrd, .mha) or DICOM SEG (.dcm)."
+        None,
+        "-o",
+        "--output",
+        help="Label map (.nii.gz, .nrrd, .mha), Slicer segmentation (.seg.nrrd), "
+        "DICOM SEG (.dcm) or RTSTRUCT (.rtstruct.dcm).",
     ),
     tool: str | None = typer.Option(None, "--tool", "-t", help="Tool id (see --list)."),
     model: str | None = typer.Option(

@@ -1,6 +1,7 @@
 """Image files and resampling: the SimpleITK and nibabel bridge of Carina's core types.
 
 NIfTI (RAS) is converted to and from LPS here, at the edge; everything above sees LPS geometry.
+3D Slicer segmentations (``.seg.nrrd``) carry a label map with its names, colours and codes.
 """
 
 from carina.imaging.formats import (
@@ -11,17 +12,22 @@ from carina.imaging.formats import (
     write_image,
 )
 from carina.imaging.resample import Interpolator, resample_to_geometry, resample_to_spacing
+from carina.imaging.segnrrd import SEG_NRRD_SUFFIX, read_seg_nrrd, read_segments, write_seg_nrrd
 from carina.imaging.sitk import from_sitk, to_sitk
 
 __all__ = [
+    "SEG_NRRD_SUFFIX",
     "SUPPORTED_SUFFIXES",
     "Interpolator",
     "from_sitk",
     "is_image_file",
     "read_image",
     "read_labelmap",
+    "read_seg_nrrd",
+    "read_segments",
     "resample_to_geometry",
     "resample_to_spacing",
     "to_sitk",
     "write_image",
+    "write_seg_nrrd",
 ]

@@ -1,8 +1,9 @@
-"""Reading and writing NIfTI, NRRD and MetaImage files.
+"""Reading and writing NIfTI, NRRD and MetaImage files, and 3D Slicer segmentations.
 
 NIfTI goes through nibabel so that the RAS→LPS conversion is explicit: the file's affine (sform, or
 qform when no sform is set, as nibabel chooses) is multiplied by diag(-1, -1, 1, 1). NRRD and
-MetaImage go through SimpleITK, which already works in LPS.
+MetaImage go through SimpleITK, which already works in LPS. A name ending in ``.seg.nrrd`` is a
+Slicer segmentation (:mod:`carina.imaging.segnrrd`): label maps only, with their label set.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from carina.core.errors import GeometryError, ImageIOError, UnsupportedFormatErr
 from carina.core.geometry import Geometry
 from carina.core.labels import LabelSet
 from carina.core.volume import LabelMap, Volume
+from carina.imaging.segnrrd import SEG_NRRD_SUFFIX, read_seg_nrrd, write_seg_nrrd
 from carina.imaging.sitk import from_sitk, to_sitk
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
-SUPPORTED_SUFFIXES = NIFTI_SUFFIXES + ITK_SUFFIXES
+#: Listed before ``.nrrd`` so that the longer ending is recognised first.
+SUPPORTED_SUFFIXES = (*NIFTI_SUFFIXES, SEG_NRRD_SUFFIX, *ITK_SUFFIXES)
 
 
 def _suffix(path: Path) -> str:
@@ -105,13 +108,18 @@ def _write_nifti(volume: Volume, path: Path) -> None:
 
 
 def read_image(path: str | Path) -> Volume:
-    """Read a NIfTI, NRRD or MetaImage file into a :class:`Volume` with LPS geometry."""
+    """Read a NIfTI, NRRD or MetaImage file into a :class:`Volume` with LPS geometry.
+
+    A Slicer segmentation (``.seg.nrrd``) comes back as a :class:`LabelMap` with its label set.
+    """
     p = Path(path)
     suffix = _check_suffix(p)
     if not p.is_file():
         raise ImageIOError(f"{p}: no such file")
     if suffix in NIFTI_SUFFIXES:
         return _read_nifti(p)
+    if suffix == SEG_NRRD_SUFFIX:
+        return read_seg_nrrd(p)
     try:
         image = sitk.ReadImage(str(p))
     except RuntimeError as exc:
@@ -128,8 +136,14 @@ def read_image(path: str | Path) -> Volume:
 
 
 def read_labelmap(path: str | Path, labels: LabelSet | None = None) -> LabelMap:
-    """Read a segmentation file as a :class:`LabelMap` (integer values; ``labels`` names them)."""
+    """Read a segmentation file as a :class:`LabelMap` (integer values; ``labels`` names them).
+
+    A Slicer segmentation (``.seg.nrrd``) names its own labels; ``labels``, when given, replaces
+    them.
+    """
     volume = read_image(path)
+    if isinstance(volume, LabelMap) and labels is None:
+        return volume
     array = volume.array
     if not np.issubdtype(array.dtype, np.integer):
         rounded = np.rint(array)
@@ -144,17 +158,29 @@ def read_labelmap(path: str | Path, labels: LabelSet | None = None) -> LabelMap:
 def write_image(volume: Volume, path: str | Path) -> Path:
     """Write ``volume`` to NIfTI (RAS on disk), NRRD or MetaImage; the suffix picks the format.
 
-    The file is written to a temporary name first and renamed, so a failure leaves no partial file.
+    ``.seg.nrrd`` writes a :class:`LabelMap` as a 3D Slicer segmentation with its label names,
+    colours and codes (other volumes are refused there). The file is written to a temporary name
+    first and renamed, so a failure leaves no partial file.
     """
     p = Path(path)
     suffix = _check_suffix(p)
+    if suffix == SEG_NRRD_SUFFIX and not isinstance(volume, LabelMap):
+        raise UnsupportedFormatError(
+            f"{p.name}: a Slicer segmentation (.seg.nrrd) holds a label map, not an image; "
+            "read the labels with read_labelmap (or write the image as .nrrd)"
+        )
     tmp = p.with_name(f".{p.name}.partial{suffix}")
     try:
         if suffix in NIFTI_SUFFIXES:
             _write_nifti(volume, tmp)
+        elif isinstance(volume, LabelMap) and suffix == SEG_NRRD_SUFFIX:
+            write_seg_nrrd(volume, tmp)
         else:
             sitk.WriteImage(to_sitk(volume), str(tmp), useCompression=True)
         tmp.replace(p)
+    except ImageIOError:
+        tmp.unlink(missing_ok=True)
+        raise
     except (OSError, RuntimeError) as exc:
         tmp.unlink(missing_ok=True)
         raise ImageIOError(f"cannot write {p}: {exc}") from exc

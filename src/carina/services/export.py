@@ -1,4 +1,5 @@
-"""Export label maps in standard forms: DICOM SEG or RTSTRUCT on their source series, meshes."""
+"""Export label maps in standard forms: DICOM SEG or RTSTRUCT on their source series, meshes,
+3D Slicer segmentations."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from carina.core.errors import SeriesError
+from carina.core.errors import SeriesError, UnsupportedFormatError
 from carina.core.labels import LabelSet
 from carina.core.volume import LabelMap
 from carina.dicom import load_series, scan
 from carina.dicom.files import open_dataset
 from carina.dicom.rtstruct import write_rtstruct
 from carina.dicom.seg import Provenance, SegType, write_segmentation
-from carina.imaging import read_labelmap, resample_to_geometry
+from carina.imaging import SEG_NRRD_SUFFIX, read_labelmap, resample_to_geometry, write_image
 from carina.render import label_meshes, write_mesh
 
 
@@ -98,3 +99,17 @@ def export_mesh(
         values = [int(v) if v.isdigit() else v for v in select]
     meshes = label_meshes(label_map, values, smoothing=smoothing, max_faces=max_faces)
     return write_mesh(meshes, output)
+
+
+def export_slicer(
+    labels: str | Path, output: str | Path, *, names: str | Path | None = None
+) -> Path:
+    """Write the label map file ``labels`` as a 3D Slicer segmentation (``.seg.nrrd``): one
+    segment per label with its name, colour and code (``names`` names the values of a file that
+    does not name them itself)."""
+    out = Path(output)
+    if not out.name.lower().endswith(SEG_NRRD_SUFFIX):
+        raise UnsupportedFormatError(
+            f"{out.name}: a Slicer segmentation is written to a name ending in {SEG_NRRD_SUFFIX}"
+        )
+    return write_image(_labels(labels, names), out)

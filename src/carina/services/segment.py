@@ -1,8 +1,9 @@
 """Run a segmentation tool on an image file or a DICOM series and write the result.
 
-The output is a label-map NIfTI (or NRRD/MHA) on the input geometry, or a DICOM SEG when the
-output name ends in ``.dcm`` (only for DICOM input, which the SEG references), or an RT Structure
-Set of contours when it ends in ``.rtstruct.dcm``.
+The output is a label-map NIfTI (or NRRD/MHA) on the input geometry, a 3D Slicer segmentation
+with the tool's label names, colours and codes when the name ends in ``.seg.nrrd``, a DICOM SEG
+when it ends in ``.dcm`` (only for DICOM input, which the SEG references), or an RT Structure Set
+of contours when it ends in ``.rtstruct.dcm``.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def segment(
     to_seg = _is_seg_output(out)
     if not to_seg and not is_image_file(out):
         raise UnsupportedFormatError(
-            f"{out}: the output must be a label-map image (.nii.gz, .nii, .nrrd, .mha) "
-            "or a DICOM SEG (.dcm)"
+            f"{out}: the output must be a label-map image (.nii.gz, .nii, .nrrd, .mha), "
+            "a Slicer segmentation (.seg.nrrd) or a DICOM SEG (.dcm)"
         )
     if to_seg and src.is_file() and is_image_file(src):
         raise ModelError(
