@@ -12,7 +12,14 @@ import pytest
 from carina.core import Label, LabelMap, LabelSet, Volume
 from carina.core.errors import ImageIOError, LabelError, UnsupportedFormatError
 from carina.core.labels import Code
-from carina.imaging import read_image, read_labelmap, read_segments, write_image
+from carina.imaging import (
+    check_seg_nrrd_bytes,
+    read_image,
+    read_labelmap,
+    read_seg_nrrd,
+    read_segments,
+    write_image,
+)
 
 LIVER = Code("10200004", "SCT", "Liver")
 SPLEEN = Code("78961009", "SCT", "Spleen")
@@ -303,3 +310,91 @@ def test_wide_values_and_names_with_separators(shared_data: Path, tmp_path: Path
     back = read_labelmap(out)
     assert back.labels == labels
     np.testing.assert_array_equal(back.array, wide.array)
+
+
+def test_segments_take_the_values_of_their_names(shared_data: Path, tmp_path: Path) -> None:
+    lm, (first, second) = _layered(shared_data)
+    arr = np.asarray(lm.array)
+    ours = LabelSet(
+        [
+            Label(10, "stomach", (1, 2, 3)),
+            Label(20, "liver", (4, 5, 6), LIVER),
+            Label(30, "spleen", (7, 8, 9)),
+            Label(40, "kidney"),
+        ]
+    )
+    path = _write_layers(
+        tmp_path / "layers.seg.nrrd",
+        [first, second],
+        lm,
+        [
+            ("liver", 0, 1, (0.5, 0.25, 0.0), ""),
+            ("spleen", 0, 2, (0.0, 1.0, 0.0), ""),
+            ("stomach", 1, 1, (1.0, 0.0, 1.0), ""),
+        ],
+    )
+    back = read_seg_nrrd(path, ours)
+    assert back.labels == ours.subset([10, 20, 30])  # the set's names, colours and codes
+    expected = np.select([arr == 5, arr == 1, arr == 6], [20, 30, 10], 0)
+    np.testing.assert_array_equal(back.array, expected)
+
+    # two segments of one name (Slicer allows it) become one label
+    two = _write_layers(
+        tmp_path / "two.seg.nrrd",
+        [first, second],
+        lm,
+        [
+            ("liver", 0, 1, (0.5, 0.25, 0.0), ""),
+            ("spleen", 0, 2, (0.0, 1.0, 0.0), ""),
+            ("liver", 1, 1, (1.0, 0.0, 1.0), ""),
+        ],
+    )
+    merged = read_seg_nrrd(two, ours)
+    assert merged.labels.values == (20, 30)
+    np.testing.assert_array_equal(merged.mask("liver"), np.isin(arr, [5, 6]))
+    # without a label set the second one is told apart by its ID
+    assert [lab.name for lab in read_seg_nrrd(two).labels] == [
+        "liver",
+        "spleen",
+        "liver (Segment_3)",
+    ]
+
+
+def test_names_outside_the_label_set_are_refused(shared_data: Path, tmp_path: Path) -> None:
+    lm = _reference(shared_data, "ct_3mm_30sl/seg_total.nii.gz")
+    out = write_image(lm, tmp_path / "total.seg.nrrd")
+    chest = LabelSet([Label(1, "spleen"), Label(2, "lesion")])
+    with pytest.raises(LabelError, match=r"segment\(s\) 'kidney_right', 'kidney_left', .*"):
+        read_seg_nrrd(out, chest)
+    with pytest.raises(LabelError, match=r"its names: 'spleen', 'lesion'"):
+        read_seg_nrrd(out, chest)
+    # a plain label map NRRD names no segments to match
+    plain = write_image(lm, tmp_path / "plain.nrrd")
+    with pytest.raises(LabelError, match="names no segments"):
+        read_seg_nrrd(plain, chest)
+
+
+def test_uploaded_bytes_are_one_self_contained_file(shared_data: Path, tmp_path: Path) -> None:
+    lm = _reference(shared_data, "ct_3mm_30sl/seg_total.nii.gz")
+    data = write_image(lm, tmp_path / "total.seg.nrrd").read_bytes()
+    voxels = int(np.prod(lm.shape))
+    check_seg_nrrd_bytes(data, max_values=voxels)
+    with pytest.raises(ImageIOError, match=f"holds {voxels} voxel values .* at most {voxels - 1}"):
+        check_seg_nrrd_bytes(data, max_values=voxels - 1)
+    with pytest.raises(ImageIOError, match="not a NRRD file"):
+        check_seg_nrrd_bytes(gzip.compress(data))
+    # a detached header: the reader would take the voxels of the file it names
+    target = tmp_path / "voxels.raw"
+    target.write_bytes(bytes(range(64)))
+    header = (
+        "NRRD0004\r\ntype: unsigned char\r\ndimension: 3\r\nsizes: 4 4 4\r\n"
+        f"encoding: raw\r\n# a comment\r\ndatafile: {target}\r\n\r\n"
+    )
+    detached = tmp_path / "detached.nrrd"
+    detached.write_text(header, newline="")
+    assert np.array_equal(np.asarray(read_image(detached).array).ravel(order="F"), np.arange(64))
+    with pytest.raises(ImageIOError, match="names a separate data file"):
+        check_seg_nrrd_bytes(header.encode())
+    # key-value pairs and the data after the header are not header fields
+    check_seg_nrrd_bytes(data.replace(b"\n\n", b"\nx:=data file: /x\n\n", 1))
+    check_seg_nrrd_bytes(b"NRRD0004\nsizes: 1 1 1\n\ndata file: /x\n")

@@ -12,13 +12,20 @@ from carina.imaging.formats import (
     write_image,
 )
 from carina.imaging.resample import Interpolator, resample_to_geometry, resample_to_spacing
-from carina.imaging.segnrrd import SEG_NRRD_SUFFIX, read_seg_nrrd, read_segments, write_seg_nrrd
+from carina.imaging.segnrrd import (
+    SEG_NRRD_SUFFIX,
+    check_seg_nrrd_bytes,
+    read_seg_nrrd,
+    read_segments,
+    write_seg_nrrd,
+)
 from carina.imaging.sitk import from_sitk, to_sitk
 
 __all__ = [
     "SEG_NRRD_SUFFIX",
     "SUPPORTED_SUFFIXES",
     "Interpolator",
+    "check_seg_nrrd_bytes",
     "from_sitk",
     "is_image_file",
     "read_image",

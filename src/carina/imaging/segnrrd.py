@@ -15,6 +15,7 @@ the layers into one label map when no voxel belongs to two segments, and refuses
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ import SimpleITK as sitk
 from scipy import ndimage as ndi
 
 from carina.core.errors import GeometryError, ImageIOError, LabelError
+from carina.core.geometry import Geometry
 from carina.core.labels import Code, Label, LabelSet, default_color
 from carina.core.volume import LabelMap
 from carina.imaging.sitk import apply_geometry, geometry_of
@@ -280,6 +282,52 @@ def _segments(fields: Mapping[str, str], path: Path, n_layers: int) -> list[Segm
     return segments
 
 
+def _header_fields(data: bytes) -> dict[str, str]:
+    """The ``field: value`` lines of the header at the start of ``data`` (keys lower-case and
+    without spaces, as the NRRD reader compares them; ``key:=value`` pairs and comments left out).
+    """
+    fields: dict[str, str] = {}
+    pos = data.find(b"\n") + 1  # after the magic line
+    while 0 < pos < len(data):
+        end = data.find(b"\n", pos)
+        line = data[pos : end if end >= 0 else len(data)].rstrip(b"\r")
+        if not line:
+            break
+        text = line.decode("latin-1")
+        if not text.startswith("#") and ":=" not in text:
+            key, sep, value = text.partition(":")
+            if sep:
+                fields["".join(key.split()).lower()] = value.strip()
+        if end < 0:
+            break
+        pos = end + 1
+    return fields
+
+
+def check_seg_nrrd_bytes(data: bytes, max_values: int | None = None) -> None:
+    """Refuse bytes that are not one self-contained NRRD file (:class:`ImageIOError`): another
+    magic number, a header naming a ``data file`` (a detached header, whose voxels the reader would
+    take from whatever file it names), or more than ``max_values`` voxel values by its ``sizes``.
+
+    For files that arrive from elsewhere (an upload), before they are written anywhere and read.
+    """
+    if not data.startswith(b"NRRD000"):
+        raise ImageIOError("not a NRRD file (a .seg.nrrd starts with 'NRRD000')")
+    fields = _header_fields(data)
+    if "datafile" in fields:
+        raise ImageIOError(
+            "the NRRD header names a separate data file; a segmentation must carry its voxels"
+        )
+    sizes = fields.get("sizes", "").split()
+    if max_values is not None and sizes and all(x.isdigit() for x in sizes):
+        count = math.prod(int(x) for x in sizes)
+        if count > max_values:
+            raise ImageIOError(
+                f"the NRRD holds {count} voxel values (sizes {' '.join(sizes)}); "
+                f"at most {max_values} are accepted here"
+            )
+
+
 def read_segments(path: str | Path) -> list[Segment]:
     """The segment fields of a ``.seg.nrrd`` file (header only; voxels are not read)."""
     p = Path(path)
@@ -316,7 +364,7 @@ def _rgb(color: tuple[float, float, float] | None, value: int) -> tuple[int, int
     return (r, g, b)
 
 
-def read_seg_nrrd(path: str | Path) -> LabelMap:
+def read_seg_nrrd(path: str | Path, labels: LabelSet | None = None) -> LabelMap:
     """Read a Slicer segmentation into one :class:`LabelMap` (layers merged, names and colours
     and terminology codes kept).
 
@@ -324,6 +372,11 @@ def read_seg_nrrd(path: str | Path) -> LabelMap:
     different layers share a value (Slicer numbers each layer from 1), they are numbered 1..n in
     file order instead. Segments that overlap cannot be one label map: :class:`LabelError` names
     them. A file without segment fields is read as a plain label map.
+
+    With ``labels``, segments are matched to that label set by name instead: each takes the value
+    of the label of its name (segments of one name become one label), the result carries those
+    labels, and a segment whose name is not in the set, or a file without segment fields, is
+    refused (:class:`LabelError` naming the segments and the set's names).
     """
     p = Path(path)
     if not p.is_file():
@@ -339,6 +392,8 @@ def read_seg_nrrd(path: str | Path) -> LabelMap:
         raise ImageIOError(f"{p.name}: invalid geometry: {exc}") from exc
     fields = {k: image.GetMetaData(k) for k in image.GetMetaDataKeys()}
     segments = _segments(fields, p, len(layers))
+    if labels is not None:
+        return _read_named(p, layers, geometry, segments, labels)
     if not segments:
         if len(layers) != 1:
             raise ImageIOError(f"{p.name}: {len(layers)} layers but no segment fields")
@@ -350,22 +405,60 @@ def read_seg_nrrd(path: str | Path) -> LabelMap:
     values = [s.label_value for s in segments]
     keep = len(set(values)) == len(values) and min(values) > 0
     new_values = values if keep else list(range(1, len(segments) + 1))
-    out = np.zeros(geometry.shape, dtype=_dtype_for(max(new_values)))
-    owner: dict[int, Segment] = {}
-    for segment, value in zip(segments, new_values, strict=True):
-        if not 0 <= segment.layer < len(layers):
-            raise ImageIOError(
-                f"{p.name}: segment {segment.name!r} is in layer {segment.layer}, "
-                f"but the file has {len(layers)}"
-            )
-        owner[value] = segment
-    for layer, arr in enumerate(layers):
-        out = _merge_layer(out, arr, layer, segments, new_values, owner, p)
-    labels = LabelSet(
+    out = _merged(layers, geometry, segments, new_values, p)
+    found = LabelSet(
         Label(value, name, _rgb(segment.color, value), segment.code)
         for segment, value, name in zip(segments, new_values, _names(segments), strict=True)
     )
-    return LabelMap(out, geometry, description=p.name, labels=labels)
+    return LabelMap(out, geometry, description=p.name, labels=found)
+
+
+def _read_named(
+    path: Path,
+    layers: list[npt.NDArray[Any]],
+    geometry: Geometry,
+    segments: list[Segment],
+    labels: LabelSet,
+) -> LabelMap:
+    """The layers merged with each segment's voxels set to the value its name has in ``labels``."""
+    if not segments:
+        raise LabelError(
+            f"{path.name} names no segments, so none can be matched to the labels by name"
+        )
+    by_name = {label.name: label.value for label in labels}
+    unknown = [s.name for s in segments if s.name not in by_name]
+    if unknown:
+        raise LabelError(
+            f"{path.name}: segment(s) {', '.join(repr(n) for n in unknown)} not in the label set "
+            f"(its names: {', '.join(repr(n) for n in by_name)})"
+        )
+    new_values = [by_name[s.name] for s in segments]
+    out = _merged(layers, geometry, segments, new_values, path)
+    return LabelMap(
+        out, geometry, description=path.name, labels=labels.subset(sorted(set(new_values)))
+    )
+
+
+def _merged(
+    layers: list[npt.NDArray[Any]],
+    geometry: Geometry,
+    segments: list[Segment],
+    new_values: list[int],
+    path: Path,
+) -> npt.NDArray[Any]:
+    """One label map of the layers, segment ``n`` holding ``new_values[n]``."""
+    out = np.zeros(geometry.shape, dtype=_dtype_for(max(new_values)))
+    owner: dict[int, list[Segment]] = {}
+    for segment, value in zip(segments, new_values, strict=True):
+        if not 0 <= segment.layer < len(layers):
+            raise ImageIOError(
+                f"{path.name}: segment {segment.name!r} is in layer {segment.layer}, "
+                f"but the file has {len(layers)}"
+            )
+        owner.setdefault(value, []).append(segment)
+    for layer, arr in enumerate(layers):
+        out = _merge_layer(out, arr, layer, segments, new_values, owner, path)
+    return out
 
 
 def _names(segments: list[Segment]) -> list[str]:
@@ -389,7 +482,7 @@ def _merge_layer(
     layer: int,
     segments: list[Segment],
     new_values: list[int],
-    owner: Mapping[int, Segment],
+    owner: Mapping[int, list[Segment]],
     path: Path,
 ) -> npt.NDArray[Any]:
     """``out`` with the segments of one layer added (their file values mapped to ``new_values``)."""
@@ -409,7 +502,9 @@ def _merge_layer(
     both = (out != 0) & (mapped != 0)
     if both.any():
         first = tuple(int(x) for x in np.argwhere(both)[0])
-        a, b = owner[int(out[first])], owner[int(mapped[first])]
+        # the segment already placed there is of an earlier layer; the other is of this one
+        a = next(s for s in owner[int(out[first])] if s.layer < layer)
+        b = next(s for s in owner[int(mapped[first])] if s.layer == layer)
         raise LabelError(
             f"{path.name}: segments {a.name!r} (layer {a.layer}) and {b.name!r} "
             f"(layer {b.layer}) overlap (voxel {list(first)}; {int(np.count_nonzero(both))} "
