@@ -1,6 +1,6 @@
 """The annotation API on the real 30-slice lung CT (Lung-PET-CT-Dx A0002): versions, history,
-diffs, optimistic locking, SEG and NIfTI export/import, tasks and review with permissions,
-agreement and consensus of two annotators' threshold masks."""
+diffs, optimistic locking, SEG, NIfTI and 3D Slicer (.seg.nrrd) export/import, tasks and review
+with permissions, agreement and consensus of two annotators' threshold masks."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ import pydicom
 import pytest
 
 from carina.annotation.agreement import dice
+from carina.core.labels import Label, LabelSet
+from carina.core.volume import LabelMap
 from carina.dicom import load_series, scan
 from carina.dicom.seg import read_segmentation
-from carina.imaging import read_labelmap
+from carina.imaging import read_labelmap, read_seg_nrrd, read_segments, write_seg_nrrd
 from tests.api.conftest import Site, build_site
 from tests.dicom_factory import ct_slices_with_geometry
+from tests.imaging.test_segnrrd import _write_layers
 
 LABELS = [
     {"value": 1, "name": "lesion", "color": [255, 0, 0]},
@@ -295,6 +298,202 @@ def test_seg_and_nifti_export_read_back_identical(site: Site, lung: Lung) -> Non
         )
         assert imported.status_code == 201, imported.text
         assert imported.json()["sha256"] == version["sha256"]
+
+
+def _slicer_file(lung: Lung, path: Path, kji: np.ndarray, labels: LabelSet) -> bytes:
+    """A .seg.nrrd of the (k, j, i) label map ``kji`` (values of ``labels``) on the lung grid,
+    cropped to the box holding its voxels and stored right-to-left, head first (RAI), as another
+    tool may save it."""
+    ijk = kji.transpose(2, 1, 0)
+    box = np.argwhere(ijk > 0)
+    start, stop = box.min(axis=0), box.max(axis=0) + 1
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(start, stop, strict=True))
+    cropped = LabelMap(
+        np.ascontiguousarray(ijk[crop]),
+        lung.volume.geometry.cropped(start, stop),
+        labels=labels,
+    )
+    stored = cropped.reorient("RAI")
+    assert isinstance(stored, LabelMap)
+    assert stored.geometry.shape != lung.volume.geometry.shape
+    write_seg_nrrd(stored, path)
+    return path.read_bytes()
+
+
+def _import_slicer(site: Site, seg: int, data: bytes, user: str = "annotator", **query: Any) -> Any:
+    return site.client.post(
+        f"/api/projects/alpha/segmentations/{seg}/import",
+        params={"format": "slicer", **query},
+        content=data,
+        headers={"Content-Type": "application/octet-stream", **site.headers(user)},
+    )
+
+
+def test_slicer_export_reads_back_identical(site: Site, lung: Lung, tmp_path: Path) -> None:
+    seg = _new_seg(site, lung)
+    labels = _lung_mask(lung, -600)
+    labels[5:8, 200:230, 150:200] = 1
+    version = _save(site, "annotator", seg["id"], labels).json()
+    base = f"/api/projects/alpha/segmentations/{seg['id']}/versions/{version['id']}"
+
+    response = site.client.get(base + "/slicer", headers=site.headers("viewer"))
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    disposition = response.headers["content-disposition"]
+    assert disposition == f'attachment; filename="lungs-{seg["id"]}-v1.seg.nrrd"'
+    path = tmp_path / "export.seg.nrrd"
+    path.write_bytes(response.content)
+    back = read_seg_nrrd(path)
+    assert back.geometry.same_grid(lung.volume.geometry, atol=1e-4)
+    assert np.array_equal(np.asarray(back.array), labels.transpose(2, 1, 0))
+    assert [(lab.value, lab.name, list(lab.color)) for lab in back.labels] == [
+        (label["value"], label["name"], label["color"]) for label in LABELS
+    ]
+    segments = read_segments(path)
+    assert [(s.name, s.label_value, s.layer) for s in segments] == [
+        ("lesion", 1, 0),
+        ("lung", 2, 0),
+    ]
+    # a segment's extent is its voxel bounding box (i0 i1 j0 j1 k0 k1)
+    assert segments[0].extent == (150, 199, 200, 229, 5, 7)
+
+    audit = site.client.get(
+        "/api/audit", params={"action": "annotation.export"}, headers=site.headers("admin")
+    ).json()
+    assert any(
+        row["detail"] == f"Slicer {version['id']}" and row["user_name"] == "viewer" for row in audit
+    )
+    # only members read it
+    outsider = site.client.get(base + "/slicer", headers=site.headers("outsider"))
+    assert outsider.status_code == 404
+
+
+def test_slicer_import_matches_segments_by_name(site: Site, lung: Lung, tmp_path: Path) -> None:
+    seg = _new_seg(site, lung)
+    expected = _lung_mask(lung, -600)  # lung = 2 in the label set
+    expected[5:8, 200:230, 150:200] = 1  # lesion = 1
+    # the file numbers them the other way round and lists lung first
+    theirs = np.zeros_like(expected)
+    theirs[expected == 2] = 3
+    theirs[expected == 1] = 9
+    data = _slicer_file(
+        lung,
+        tmp_path / "theirs.seg.nrrd",
+        theirs,
+        LabelSet([Label(3, "lung", (0, 0, 255)), Label(9, "lesion", (0, 255, 0))]),
+    )
+    assert [s.name for s in read_segments(tmp_path / "theirs.seg.nrrd")] == ["lung", "lesion"]
+
+    imported = _import_slicer(site, seg["id"], data, model="slicer-edit", comment="from Slicer")
+    assert imported.status_code == 201, imported.text
+    version = imported.json()
+    assert version["tool"] == "import:slicer"
+    assert version["model"] == "slicer-edit"
+    assert version["voxel_counts"] == {
+        "1": int(np.count_nonzero(expected == 1)),
+        "2": int(np.count_nonzero(expected == 2)),
+    }
+    stored = site.client.get(
+        f"/api/projects/alpha/segmentations/{seg['id']}/versions/{version['id']}",
+        headers=site.headers("viewer"),
+    )
+    assert stored.headers["X-Carina-Shape"] == "30,512,512"
+    got = np.frombuffer(stored.content, dtype=stored.headers["X-Carina-Dtype"]).reshape(
+        expected.shape
+    )
+    assert np.array_equal(got, expected)
+
+    # a Slicer file of two layers (lung in one, lesion in another, both numbered 1) also fits
+    ijk = expected.transpose(2, 1, 0)
+    layered = _write_layers(
+        tmp_path / "layers.seg.nrrd",
+        [(ijk == 2).astype(np.uint8), (ijk == 1).astype(np.uint8)],
+        LabelMap(ijk, lung.volume.geometry),
+        [("lung", 0, 1, (0.0, 0.0, 1.0), ""), ("lesion", 1, 1, (0.0, 1.0, 0.0), "")],
+    )
+    again = _import_slicer(site, seg["id"], layered.read_bytes(), parent=version["id"])
+    assert again.status_code == 201, again.text
+    assert again.json()["sha256"] == version["sha256"]
+
+
+def test_slicer_imports_that_are_refused(site: Site, lung: Lung, tmp_path: Path) -> None:
+    seg = _new_seg(site, lung)
+    labels = _lung_mask(lung, -600)
+    labels[5:8, 200:230, 150:200] = 1
+    good = _slicer_file(
+        lung,
+        tmp_path / "good.seg.nrrd",
+        labels,
+        LabelSet([Label(1, "lesion"), Label(2, "lung")]),
+    )
+    unknown = _slicer_file(
+        lung,
+        tmp_path / "unknown.seg.nrrd",
+        labels,
+        LabelSet([Label(1, "tumour"), Label(2, "lung")]),
+    )
+    response = _import_slicer(site, seg["id"], unknown)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "segment(s) 'tumour' not in the label set" in detail
+    assert "'lesion', 'lung'" in detail
+
+    for damaged in (good[: len(good) // 2], b"NRRD0004\nnot a header\n\n", b""):
+        response = _import_slicer(site, seg["id"], damaged)
+        assert response.status_code == 400, response.text
+        assert "not a readable Slicer segmentation" in response.json()["detail"]
+
+    # a detached header would have the reader take voxels from any file of the server it names
+    elsewhere = tmp_path / "elsewhere.raw"
+    elsewhere.write_bytes(bytes([0, 1] * 32))
+    detached = (
+        "NRRD0004\ntype: unsigned char\ndimension: 3\nspace: left-posterior-superior\n"
+        "sizes: 4 4 4\nspace directions: (1,0,0) (0,1,0) (0,0,1)\nkinds: domain domain domain\n"
+        f"encoding: raw\nspace origin: (0,0,0)\nData File: {elsewhere}\n"
+        "Segment0_ID:=Segment_1\nSegment0_Name:=lesion\nSegment0_LabelValue:=1\n"
+        "Segment0_Layer:=0\n\n"
+    ).encode()
+    assert np.count_nonzero(read_seg_nrrd(_written(tmp_path, detached)).array) == 32
+    response = _import_slicer(site, seg["id"], detached)
+    assert response.status_code == 400
+    assert "names a separate data file" in response.json()["detail"]
+    # sizes far beyond the series grid are refused before anything is decompressed
+    huge = good.replace(b"sizes: ", b"sizes: 1000 ", 1).replace(b"dimension: 3", b"dimension: 4")
+    response = _import_slicer(site, seg["id"], huge)
+    assert response.status_code == 400
+    assert f"at most {16 * 30 * 512 * 512} are accepted" in response.json()["detail"]
+
+    # lung and lesion in two layers that share voxels
+    ijk = labels.transpose(2, 1, 0)
+    lesion = (ijk == 1).astype(np.uint8)
+    lung_layer = (ijk == 2).astype(np.uint8)
+    lung_layer[150:200, 200:230, 5:8] = 1
+    overlap = _write_layers(
+        tmp_path / "overlap.seg.nrrd",
+        [lung_layer, lesion],
+        LabelMap(ijk, lung.volume.geometry),
+        [("lung", 0, 1, (0.0, 0.0, 1.0), ""), ("lesion", 1, 1, (0.0, 1.0, 0.0), "")],
+    )
+    response = _import_slicer(site, seg["id"], overlap.read_bytes())
+    assert response.status_code == 400
+    assert "'lung' (layer 0) and 'lesion' (layer 1) overlap" in response.json()["detail"]
+    assert f"{3 * 30 * 50} voxels in all" in response.json()["detail"]
+
+    # a viewer and a reviewer may not import
+    for user in ("viewer", "reviewer"):
+        assert _import_slicer(site, seg["id"], good, user=user).status_code == 403
+    history = site.client.get(
+        f"/api/projects/alpha/segmentations/{seg['id']}", headers=site.headers("viewer")
+    ).json()
+    assert history["versions"] == []
+    # the same file from an annotator is accepted
+    assert _import_slicer(site, seg["id"], good).status_code == 201
+
+
+def _written(folder: Path, data: bytes) -> Path:
+    path = folder / "written.seg.nrrd"
+    path.write_bytes(data)
+    return path
 
 
 def _seg_bytes(site: Site, base: str) -> bytes:

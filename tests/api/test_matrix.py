@@ -130,6 +130,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", _VERSION + "/diff"): "annotation.read",
     ("GET", _VERSION + "/seg"): "annotation.read",
     ("GET", _VERSION + "/nifti"): "annotation.read",
+    ("GET", _VERSION + "/slicer"): "annotation.read",
     ("POST", "/api/projects/{project}/segmentations/{seg_id}/import"): "annotation.write",
     ("GET", "/api/projects/{project}/shapes"): "annotation.read",
     ("POST", "/api/projects/{project}/shapes"): "annotation.write",

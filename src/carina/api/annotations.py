@@ -1,6 +1,7 @@
 """Annotation routes under ``/api/projects/{project}``: label sets, segmentations and their
-versions (raw label maps, DICOM SEG, NIfTI), geometric annotations (DICOM SR), tasks, review,
-agreement and consensus. The contract is described in ``docs/annotation-api.md``.
+versions (raw label maps, DICOM SEG, NIfTI, 3D Slicer ``.seg.nrrd``), geometric annotations
+(DICOM SR), tasks, review, agreement and consensus. The contract is described in
+``docs/annotation-api.md``.
 
 Reading needs ``annotation.read`` (every member), saving ``annotation.write`` (owners, managers,
 annotators), reviewing ``annotation.review`` (owners, managers, reviewers) and managing label sets,
@@ -408,18 +409,34 @@ def export_version_nifti(
     return Response(data, media_type="application/gzip")
 
 
+@router.get("/projects/{project}/segmentations/{seg_id}/versions/{version_id}/slicer")
+def export_version_slicer(
+    request: Request, seg_id: SegId, version_id: VersionId, access: Read
+) -> Response:
+    """A version as a 3D Slicer segmentation (``.seg.nrrd``) on the series grid: one segment per
+    label of the set, with its name, colour and code."""
+    name, data = _service(request).export_slicer(_project(access), seg_id, version_id)
+    _audit(request, access, "annotation.export", f"segmentation {seg_id}", f"Slicer {version_id}")
+    return Response(
+        data,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 @router.post("/projects/{project}/segmentations/{seg_id}/import", status_code=201)
 async def import_version(
     request: Request,
     seg_id: SegId,
     access: Write,
-    format: Annotated[Literal["seg", "nifti"], Query()] = "seg",
+    format: Annotated[Literal["seg", "nifti", "slicer"], Query()] = "seg",
     parent: Annotated[int | None, Query(ge=1, le=2**31)] = None,
     model: Annotated[str, Query(max_length=128)] = "",
     model_version: Annotated[str, Query(max_length=64)] = "",
     comment: Annotated[str, Query(max_length=4000)] = "",
 ) -> Any:
-    """Import a DICOM SEG or NIfTI label map (the body) as a new version, e.g. AI pre-labels."""
+    """Import a DICOM SEG, a NIfTI label map or a 3D Slicer segmentation (``.seg.nrrd``; the
+    body) as a new version, e.g. AI pre-labels. SEG and Slicer segments match labels by name."""
     data = await request.body()
     try:
         version = await run_in_threadpool(

@@ -1,5 +1,6 @@
-"""Annotation use cases: segmentations of stored series (raw label maps, DICOM SEG, NIfTI), their
-versions and diffs, tasks and review, consensus and agreement between annotators.
+"""Annotation use cases: segmentations of stored series (raw label maps, DICOM SEG, NIfTI, 3D
+Slicer ``.seg.nrrd``), their versions and diffs, tasks and review, consensus and agreement between
+annotators.
 
 Label maps cross the API as raw bytes in (slice k, row j, column i) order on the grid of the
 source series as :func:`carina.dicom.load_series` assembles it (k in its sorted order); Carina's
@@ -50,9 +51,22 @@ from carina.core.volume import LabelMap
 from carina.dicom import SeriesInfo, load_series, scan
 from carina.dicom.files import open_dataset
 from carina.dicom.seg import Provenance, SegType, build_segmentation, read_segmentation
-from carina.imaging import read_labelmap, resample_to_geometry, write_image
+from carina.imaging import (
+    SEG_NRRD_SUFFIX,
+    check_seg_nrrd_bytes,
+    read_labelmap,
+    read_seg_nrrd,
+    resample_to_geometry,
+    write_image,
+    write_seg_nrrd,
+)
 
 RAW_DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
+#: How many voxel values (voxels times layers) an imported Slicer segmentation may hold, as a
+#: multiple of the series grid's voxels: room for finer grids and layers, not for a memory bomb.
+SLICER_MAX_VALUES_PER_VOXEL = 16
+#: The import formats of :meth:`Annotations.read_import`.
+IMPORT_KINDS = ("seg", "nifti", "slicer")
 SHAPE_HEADER = "X-Carina-Shape"
 DTYPE_HEADER = "X-Carina-Dtype"
 
@@ -283,6 +297,20 @@ class Annotations:
             path = write_image(labels, Path(tmp) / "labels.nii.gz")
             return path.read_bytes()
 
+    def export_slicer(self, project: str, seg_id: int, version_id: int) -> tuple[str, bytes]:
+        """A version as a 3D Slicer segmentation (``.seg.nrrd``): one segment per label of the
+        set, with its name, colour and code. Returns a file name for it and its bytes."""
+        seg = self.store.segmentation(project, seg_id)
+        version = self.store.version(project, seg_id, version_id)
+        labels = self.label_map(project, seg_id, version_id)
+        stem = "".join(
+            c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in seg.name
+        ).strip("_")
+        name = f"{stem or 'segmentation'}-{seg_id}-v{version.number}{SEG_NRRD_SUFFIX}"
+        with tempfile.TemporaryDirectory(prefix="carina-slicer-") as tmp:
+            path = write_seg_nrrd(labels, Path(tmp) / f"labels{SEG_NRRD_SUFFIX}")
+            return name, path.read_bytes()
+
     def _on_grid(self, labels: LabelMap, seg: SegmentationInfo) -> npt.NDArray[Any]:
         if not labels.geometry.same_grid(seg.geometry, atol=1e-3):
             # the same grid with axes in another order or direction: exact, no resampling
@@ -302,10 +330,13 @@ class Annotations:
         return array.transpose(2, 1, 0)
 
     def read_import(self, seg: SegmentationInfo, data: bytes, kind: str) -> npt.NDArray[Any]:
-        """A (k, j, i) label map on the segmentation's grid from a DICOM SEG or a NIfTI file.
+        """A (k, j, i) label map on the segmentation's grid from a DICOM SEG (``seg``), a NIfTI
+        file (``nifti``) or a 3D Slicer segmentation (``slicer``, a ``.seg.nrrd``).
 
-        SEG segments are matched to the label set by name; NIfTI values are taken as they are.
-        Another grid is resampled (nearest neighbour) onto the series grid in patient space.
+        SEG and Slicer segments are matched to the label set by name; NIfTI values are taken as
+        they are. A Slicer segment whose name is not in the label set, segments that overlap and
+        a damaged file are refused (:class:`ImageIOError`). Another grid is resampled (nearest
+        neighbour) onto the series grid in patient space.
         """
         if kind == "seg":
             try:
@@ -326,9 +357,37 @@ class Annotations:
                     raise
                 except Exception as exc:  # nibabel raises assorted errors on damaged files
                     raise ImageIOError(f"not a readable NIfTI label map: {exc}") from exc
+        elif kind == "slicer":
+            labels = self._read_slicer(data, seg)
         else:
-            raise ImageIOError(f"import format must be 'seg' or 'nifti', not {kind!r}")
+            raise ImageIOError(
+                f"import format must be one of {', '.join(IMPORT_KINDS)}, not {kind!r}"
+            )
         return self._on_grid(labels, seg)
+
+    @staticmethod
+    def _read_slicer(data: bytes, seg: SegmentationInfo) -> LabelMap:
+        """A Slicer segmentation's voxels with the values its segments' names have in the label
+        set of ``seg``."""
+        try:
+            check_seg_nrrd_bytes(
+                data, max_values=SLICER_MAX_VALUES_PER_VOXEL * math.prod(seg.geometry.shape)
+            )
+        except ImageIOError as exc:
+            raise ImageIOError(f"not a readable Slicer segmentation: {exc}") from exc
+        with tempfile.TemporaryDirectory(prefix="carina-import-") as tmp:
+            path = Path(tmp) / f"labels{SEG_NRRD_SUFFIX}"
+            path.write_bytes(data)
+            try:
+                return read_seg_nrrd(path, seg.label_set.labels)
+            except ImageIOError as exc:
+                raise ImageIOError(f"not a readable Slicer segmentation: {exc}") from exc
+            except LabelError as exc:  # unknown segment names, overlapping segments
+                raise ImageIOError(
+                    f"the Slicer segmentation does not fit label set {seg.label_set.name!r}: {exc}"
+                ) from exc
+            except Exception as exc:  # SimpleITK raises assorted errors on damaged files
+                raise ImageIOError(f"not a readable Slicer segmentation: {exc}") from exc
 
     def import_version(
         self,
@@ -343,7 +402,7 @@ class Annotations:
         model_version: str = "",
         comment: str = "",
     ) -> VersionInfo:
-        """Import a SEG or NIfTI file (e.g. a model's pre-labels) as a new version."""
+        """Import a SEG, NIfTI or Slicer file (e.g. a model's pre-labels) as a new version."""
         seg = self.store.segmentation(project, seg_id)
         array = self.read_import(seg, data, kind)
         return self.store.save_version(

@@ -573,7 +573,8 @@ export interface paths {
         put?: never;
         /**
          * Import Version
-         * @description Import a DICOM SEG or NIfTI label map (the body) as a new version, e.g. AI pre-labels.
+         * @description Import a DICOM SEG, a NIfTI label map or a 3D Slicer segmentation (``.seg.nrrd``; the
+         *     body) as a new version, e.g. AI pre-labels. SEG and Slicer segments match labels by name.
          */
         post: operations["import_version"];
         delete?: never;
@@ -678,6 +679,27 @@ export interface paths {
          * @description A version as a DICOM SEG referencing the source instances.
          */
         get: operations["export_version_seg"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/projects/{project}/segmentations/{seg_id}/versions/{version_id}/slicer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export Version Slicer
+         * @description A version as a 3D Slicer segmentation (``.seg.nrrd``) on the series grid: one segment per
+         *     label of the set, with its name, colour and code.
+         */
+        get: operations["export_version_slicer"];
         put?: never;
         post?: never;
         delete?: never;
@@ -3828,7 +3850,7 @@ export interface operations {
     import_version: {
         parameters: {
             query?: {
-                format?: "seg" | "nifti";
+                format?: "seg" | "nifti" | "slicer";
                 parent?: number | null;
                 model?: string;
                 model_version?: string;
@@ -4018,6 +4040,42 @@ export interface operations {
         };
     };
     export_version_seg: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Segmentation id */
+                seg_id: number;
+                /** @description Version id */
+                version_id: number;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    export_version_slicer: {
         parameters: {
             query?: never;
             header?: never;
