@@ -300,6 +300,45 @@ def test_seg_and_nifti_export_read_back_identical(site: Site, lung: Lung) -> Non
         assert imported.json()["sha256"] == version["sha256"]
 
 
+def test_nifti_imports_that_are_refused(site: Site, lung: Lung) -> None:
+    seg = _new_seg(site, lung)
+    url = f"/api/projects/alpha/segmentations/{seg['id']}/import"
+
+    def post(content: bytes) -> Any:
+        return site.client.post(
+            url,
+            params={"format": "nifti"},
+            content=content,
+            headers={"Content-Type": "application/gzip", **site.headers("annotator")},
+        )
+
+    # a header declaring far more voxels than the series grid: refused before the voxels are
+    # unpacked (the body is a few bytes of zeros, gzipped, that would unpack into gigabytes)
+    header = nib.Nifti1Header()
+    header.set_data_dtype(np.uint8)
+    header.set_data_shape((4096, 4096, 4096))
+    buffer = io.BytesIO()
+    header.write_to(buffer)
+    bomb = gzip.compress(buffer.getvalue().ljust(352, b"\0") + bytes(1 << 16))
+    assert len(bomb) < 2000
+    response = post(bomb)
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert f"the NIfTI holds {4096**3} voxel values" in detail
+    assert f"at most {16 * 30 * 512 * 512} are accepted" in detail
+    for damaged in (b"", b"\x1f\x8b\x08\x00broken", b"not a nifti at all" * 40):
+        response = post(damaged)
+        assert response.status_code == 400, response.text
+        assert "NIfTI" in response.json()["detail"]
+    # nothing was stored
+    after = site.client.get(
+        f"/api/projects/alpha/segmentations/{seg['id']}", headers=site.headers("annotator")
+    )
+    assert after.status_code == 200
+    assert after.json()["versions"] == []
+    assert after.json()["head"] is None
+
+
 def _slicer_file(lung: Lung, path: Path, kji: np.ndarray, labels: LabelSet) -> bytes:
     """A .seg.nrrd of the (k, j, i) label map ``kji`` (values of ``labels``) on the lung grid,
     cropped to the box holding its voxels and stored right-to-left, head first (RAI), as another

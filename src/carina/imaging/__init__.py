@@ -6,6 +6,7 @@ NIfTI (RAS) is converted to and from LPS here, at the edge; everything above see
 
 from carina.imaging.formats import (
     SUPPORTED_SUFFIXES,
+    check_nifti_bytes,
     is_image_file,
     read_image,
     read_labelmap,
@@ -25,6 +26,7 @@ __all__ = [
     "SEG_NRRD_SUFFIX",
     "SUPPORTED_SUFFIXES",
     "Interpolator",
+    "check_nifti_bytes",
     "check_seg_nrrd_bytes",
     "from_sitk",
     "is_image_file",

@@ -8,6 +8,10 @@ Slicer segmentation (:mod:`carina.imaging.segnrrd`): label maps only, with their
 
 from __future__ import annotations
 
+import gzip
+import io
+import math
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +74,42 @@ def _nifti_array(img: Any, path: Path) -> npt.NDArray[Any]:
             "split time series or components into 3-D files"
         )
     return np.asarray(data)
+
+
+def check_nifti_bytes(data: bytes, max_values: int) -> None:
+    """Refuse NIfTI bytes (gzipped or not) whose header declares more than ``max_values`` voxel
+    values, or that hold no NIfTI header (:class:`ImageIOError`).
+
+    For files that arrive from elsewhere (an upload): only the header is unpacked, so a small
+    gzip body that would unpack into gigabytes is refused before it is read.
+    """
+    head = data[:540]
+    if data[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+                head = stream.read(540)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ImageIOError(f"not a readable NIfTI file: {exc}") from exc
+    header: Any = None
+    for kind in (nib.Nifti1Header, nib.Nifti2Header):
+        try:
+            candidate = kind.from_fileobj(io.BytesIO(head), check=False)
+        except Exception:  # nibabel raises assorted errors on short or foreign headers
+            continue
+        if int(candidate["sizeof_hdr"]) == candidate.sizeof_hdr:
+            header = candidate
+            break
+    if header is None:
+        raise ImageIOError("not a NIfTI file (no NIfTI-1 or NIfTI-2 header)")
+    shape = header.get_data_shape()
+    if any(int(n) < 0 for n in shape):
+        raise ImageIOError(f"the NIfTI header declares a negative size: {tuple(shape)}")
+    count = math.prod(int(n) for n in shape)
+    if count > max_values:
+        raise ImageIOError(
+            f"the NIfTI holds {count} voxel values (shape {tuple(int(n) for n in shape)}); "
+            f"at most {max_values} are accepted here"
+        )
 
 
 def _read_nifti(path: Path) -> Volume:

@@ -53,6 +53,7 @@ from carina.dicom.files import open_dataset
 from carina.dicom.seg import Provenance, SegType, build_segmentation, read_segmentation
 from carina.imaging import (
     SEG_NRRD_SUFFIX,
+    check_nifti_bytes,
     check_seg_nrrd_bytes,
     read_labelmap,
     read_seg_nrrd,
@@ -62,9 +63,9 @@ from carina.imaging import (
 )
 
 RAW_DTYPES = {"uint8": np.uint8, "uint16": np.uint16}
-#: How many voxel values (voxels times layers) an imported Slicer segmentation may hold, as a
+#: How many voxel values (voxels times layers) an imported NIfTI or Slicer file may hold, as a
 #: multiple of the series grid's voxels: room for finer grids and layers, not for a memory bomb.
-SLICER_MAX_VALUES_PER_VOXEL = 16
+IMPORT_MAX_VALUES_PER_VOXEL = 16
 #: The import formats of :meth:`Annotations.read_import`.
 IMPORT_KINDS = ("seg", "nifti", "slicer")
 SHAPE_HEADER = "X-Carina-Shape"
@@ -347,6 +348,9 @@ class Annotations:
                 raise DicomError("the SEG claims to be the source series itself")
             labels = read_segmentation(dataset, seg.label_set.labels)
         elif kind == "nifti":
+            check_nifti_bytes(
+                data, max_values=IMPORT_MAX_VALUES_PER_VOXEL * math.prod(seg.geometry.shape)
+            )
             suffix = ".nii.gz" if data[:2] == b"\x1f\x8b" else ".nii"
             with tempfile.TemporaryDirectory(prefix="carina-import-") as tmp:
                 path = Path(tmp) / f"labels{suffix}"
@@ -371,7 +375,7 @@ class Annotations:
         set of ``seg``."""
         try:
             check_seg_nrrd_bytes(
-                data, max_values=SLICER_MAX_VALUES_PER_VOXEL * math.prod(seg.geometry.shape)
+                data, max_values=IMPORT_MAX_VALUES_PER_VOXEL * math.prod(seg.geometry.shape)
             )
         except ImageIOError as exc:
             raise ImageIOError(f"not a readable Slicer segmentation: {exc}") from exc
