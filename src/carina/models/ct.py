@@ -322,30 +322,37 @@ def bone_labels(
     hu: FloatArray,
     spacing: Spacing,
     *,
-    seed_hu: float = 250.0,
+    seed_margin_hu: float = 100.0,
     growth_mm: float = 6.0,
     min_ml: float = 0.5,
     cortical_hu: float = 400.0,
+    rib_radius_mm: float = 7.5,
     marrow_close_mm: float = 6.0,
     marrow_hu: float = 100.0,
 ) -> tuple[npt.NDArray[np.uint8], float]:
     """Label map 1 = bone, 2 = contrast-filled structure; and the low threshold used.
 
-    Method: hysteresis thresholding. Seeds are voxels above ``seed_hu`` inside the body; they
-    grow by at most ``growth_mm`` through voxels above a low threshold of
-    ``max(100, p75 + 60)`` HU, where p75 is the 75th percentile of soft tissue (-29..300 HU) in the
-    body: about 110 HU without contrast and higher with it, so enhancing liver and vessels are not
-    taken. A 2 mm closing joins cortex and trabecular bone, holes enclosed in an axial, coronal
-    or sagittal slice are filled (marrow), components under ``min_ml`` are dropped. A component
-    with fewer than 1 % of its voxels above ``cortical_hu`` holds no cortex: it is a
-    contrast-filled vessel or organ (label 2). Last, voxels above ``marrow_hu`` that a
+    Method: hysteresis thresholding. The low threshold is ``max(100, p75 + 60)`` HU, where p75
+    is the 75th percentile of soft tissue (-29..300 HU) in the body: about 110 HU without
+    contrast and higher with it, so enhancing liver and vessels are not taken. Seeds are voxels
+    ``seed_margin_hu`` above the low threshold inside the body (about 210 HU without contrast,
+    higher with it): on a 3 mm grid the cortex of osteoporotic vertebrae, the sacrum and the
+    lower ribs is averaged with marrow and soft tissue and rarely exceeds the 250 HU of a fixed
+    seed, while enhanced blood stays below the raised seed level. Seeds grow by at most
+    ``growth_mm`` through voxels above the low threshold. A 2 mm closing joins cortex and
+    trabecular bone, holes enclosed in an axial, coronal or sagittal slice are filled (marrow),
+    components under ``min_ml`` are dropped. A component with fewer than 1 % of its voxels
+    above ``cortical_hu`` and thick somewhere (largest inscribed radius above
+    ``rib_radius_mm``, about half the height of the largest rib) is a contrast-filled vessel or
+    organ (label 2); thin components without cortical voxels are bone whose cortex partial
+    volume has averaged away (ribs on a 3 mm grid). Last, voxels above ``marrow_hu`` that a
     ``marrow_close_mm`` closing of the bone adds (marrow and partial-volume cortex between
     bone) become bone.
     """
     body = body_mask(hu, spacing)
     soft = hu[body & (hu > MUSCLE_HU[0]) & (hu < 300.0)]
     low = max(100.0, float(np.percentile(soft, 75)) + 60.0) if soft.size else 150.0
-    seeds = (hu > seed_hu) & body
+    seeds = (hu > low + seed_margin_hu) & body
     grown = ndi.binary_dilation(seeds, structure=ellipsoid(growth_mm, spacing)) & (hu > low) & body
     closed = ndi.binary_closing(grown, structure=ellipsoid(2.0, spacing)) | grown
     filled = fill_holes_three_planes(closed)
@@ -359,6 +366,15 @@ def bone_labels(
     sizes = np.bincount(lab.ravel(), minlength=count + 1)
     is_bone = n_cort >= 0.01 * sizes
     is_bone[0] = False
+    # components without cortex: thick ones hold contrast, thin ones are ribs
+    candidates = (lab > 0) & ~is_bone[lab]
+    if candidates.any():
+        box = bounding_box(candidates, margin=(1, 1, 1))
+        assert box is not None
+        depth = ndi.distance_transform_edt(candidates[box], sampling=spacing)
+        radius = ndi.maximum(depth, lab[box], index=index)
+        is_bone |= (np.asarray(radius) <= rib_radius_mm) & (sizes > 0)
+        is_bone[0] = False
     out[is_bone[lab]] = 1
     out[(lab > 0) & ~is_bone[lab]] = 2
     # marrow and thin cortex missed by the threshold: gaps a closing bridges, denser than muscle
