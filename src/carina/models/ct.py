@@ -20,7 +20,7 @@ from carina.models.morphology import (
     bounding_box,
     ellipsoid,
     fill_holes_per_slice,
-    fill_holes_three_planes,
+    holes_per_plane,
     remove_small,
 )
 
@@ -318,6 +318,43 @@ def lungs_labels(
 # -------------------------------------------------------------------------------------- bones
 
 
+def spinal_canal(
+    hu: FloatArray,
+    spacing: Spacing,
+    body: BoolArray,
+    axial_only: BoolArray,
+    canal_hu: float = 40.0,
+    *,
+    midline_mm: float = 20.0,
+) -> BoolArray:
+    """The spinal canal among holes of a bone mask enclosed only in axial slices.
+
+    The vertebral arch encloses the canal in the axial slices through pedicles and laminae; in
+    sagittal and coronal slices the canal runs on, open between the laminae and past the discs,
+    so it is never enclosed there (a vertebral body's marrow is). A 6-connected component of
+    ``axial_only`` hole voxels is canal when its centroid lies within ``midline_mm`` of the
+    body's left-right centre, behind the body's antero-posterior centre (the sternum lies in
+    front), and its median is at most ``canal_hu`` (CSF about 5 HU, cord about 35 HU; cancellous
+    bone of the vertebral body stays above it; yellow marrow of long bones is as light but lies
+    away from the midline).
+    """
+    if not axial_only.any() or not body.any():
+        return np.zeros(hu.shape, dtype=bool)
+    lab, count = ndi.label(axial_only)
+    index = np.arange(1, count + 1)
+    median = np.asarray(ndi.median(hu, lab, index=index))
+    centre = np.asarray(ndi.center_of_mass(axial_only, lab, index=index)).reshape(-1, 3)
+    body_i, body_j, _k = ndi.center_of_mass(body)
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[1:] = (
+        (np.abs(centre[:, 0] - body_i) * float(spacing[0]) <= midline_mm)
+        & (centre[:, 1] > body_j)
+        & (median <= canal_hu)
+    )
+    canal: BoolArray = keep[lab]
+    return canal
+
+
 def bone_labels(
     hu: FloatArray,
     spacing: Spacing,
@@ -329,6 +366,7 @@ def bone_labels(
     rib_radius_mm: float = 7.5,
     marrow_close_mm: float = 6.0,
     marrow_hu: float = 100.0,
+    canal_hu: float = 40.0,
 ) -> tuple[npt.NDArray[np.uint8], float]:
     """Label map 1 = bone, 2 = contrast-filled structure; and the low threshold used.
 
@@ -337,17 +375,17 @@ def bone_labels(
     contrast and higher with it, so enhancing liver and vessels are not taken. Seeds are voxels
     ``seed_margin_hu`` above the low threshold inside the body (about 210 HU without contrast,
     higher with it): on a 3 mm grid the cortex of osteoporotic vertebrae, the sacrum and the
-    lower ribs is averaged with marrow and soft tissue and rarely exceeds the 250 HU of a fixed
-    seed, while enhanced blood stays below the raised seed level. Seeds grow by at most
+    lower ribs is averaged with marrow and soft tissue and often stays below a fixed 250 HU,
+    while enhanced blood stays below the raised seed level. Seeds grow by at most
     ``growth_mm`` through voxels above the low threshold. A 2 mm closing joins cortex and
-    trabecular bone, holes enclosed in an axial, coronal or sagittal slice are filled (marrow),
-    components under ``min_ml`` are dropped. A component with fewer than 1 % of its voxels
-    above ``cortical_hu`` and thick somewhere (largest inscribed radius above
-    ``rib_radius_mm``, about half the height of the largest rib) is a contrast-filled vessel or
-    organ (label 2); thin components without cortical voxels are bone whose cortex partial
-    volume has averaged away (ribs on a 3 mm grid). Last, voxels above ``marrow_hu`` that a
-    ``marrow_close_mm`` closing of the bone adds (marrow and partial-volume cortex between
-    bone) become bone.
+    trabecular bone; holes enclosed in an axial, coronal or sagittal slice are filled (marrow),
+    except the spinal canal (:func:`spinal_canal`, at most ``canal_hu``); components under
+    ``min_ml`` are dropped. A component with fewer than 1 % of its voxels above ``cortical_hu``
+    and thick somewhere (largest inscribed radius above ``rib_radius_mm``, about half the
+    height of the largest rib) is a contrast-filled vessel or organ (label 2); thin components
+    without cortical voxels are bone whose cortex partial volume has averaged away (ribs on a
+    3 mm grid). Last, voxels above ``marrow_hu`` that a ``marrow_close_mm`` closing of the bone
+    adds (marrow and partial-volume cortex between bone) become bone.
     """
     body = body_mask(hu, spacing)
     soft = hu[body & (hu > MUSCLE_HU[0]) & (hu < 300.0)]
@@ -355,8 +393,10 @@ def bone_labels(
     seeds = (hu > low + seed_margin_hu) & body
     grown = ndi.binary_dilation(seeds, structure=ellipsoid(growth_mm, spacing)) & (hu > low) & body
     closed = ndi.binary_closing(grown, structure=ellipsoid(2.0, spacing)) | grown
-    filled = fill_holes_three_planes(closed)
-    filled = remove_small(filled, _ml_to_voxels(min_ml, spacing))
+    axial, sagittal, coronal = holes_per_plane(closed)
+    holes = axial | sagittal | coronal
+    holes &= ~spinal_canal(hu, spacing, body, axial & ~sagittal & ~coronal, canal_hu)
+    filled = remove_small(closed | holes, _ml_to_voxels(min_ml, spacing))
     lab, count = ndi.label(filled, structure=_FULL)
     out = np.zeros(hu.shape, dtype=np.uint8)
     if count == 0:

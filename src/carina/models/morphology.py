@@ -40,16 +40,24 @@ def fill_holes_per_slice(mask: BoolArray) -> BoolArray:
     return out
 
 
-def fill_holes_three_planes(mask: BoolArray) -> BoolArray:
-    """Fill what is enclosed in an axial, a coronal or a sagittal slice (a vertebral body's
-    marrow is closed by the endplates in sagittal and coronal planes, not always axially)."""
-    out: BoolArray = ndi.binary_fill_holes(mask, structure=SLICE_CROSS)
-    for axis in (0, 1):
+def holes_per_plane(mask: BoolArray) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """Voxels outside ``mask`` enclosed by it in their (axial, sagittal, coronal) slice."""
+    out = []
+    for axis in (2, 0, 1):
         plane = np.zeros((3, 3, 3), dtype=bool)
         index: list[int | slice] = [slice(None)] * 3
         index[axis] = 1
         plane[tuple(index)] = ndi.generate_binary_structure(2, 1)
-        out |= ndi.binary_fill_holes(mask, structure=plane)
+        filled: BoolArray = ndi.binary_fill_holes(mask, structure=plane)
+        out.append(filled & ~mask)
+    return out[0], out[1], out[2]
+
+
+def fill_holes_three_planes(mask: BoolArray) -> BoolArray:
+    """Fill what is enclosed in an axial, a coronal or a sagittal slice (a vertebral body's
+    marrow is closed by the endplates in sagittal and coronal planes, not always axially)."""
+    axial, sagittal, coronal = holes_per_plane(mask)
+    out: BoolArray = mask | axial | sagittal | coronal
     return out
 
 
