@@ -16,11 +16,12 @@ from scipy import ndimage as ndi
 
 from carina.core import LabelMap, Volume
 from carina.core.errors import ModelError
+from carina.imaging import read_image, read_labelmap
 from carina.models import SegmentationResult, get_tool
 from carina.models.evaluation import TOTALSEG_GROUPS, totalseg_bone_names, union_mask
 from carina.models.morphology import dice
 
-from .conftest import Case
+from .conftest import Case, on_grid
 
 _cache: dict[tuple[str, str], SegmentationResult] = {}
 
@@ -140,6 +141,24 @@ def test_spinal_canal_is_not_marrow(case_name: str, request: pytest.FixtureReque
         fatty = humeri & (np.asarray(case.volume.array) < 0.0)
         assert fatty.sum() > 1000
         assert res.labels.mask("bone")[fatty].mean() >= 0.75
+
+
+def test_arterial_lumens_touching_bone_are_contrast(ts: Path) -> None:
+    """Arterial-phase chest/abdomen crop (aorta about 350 HU, as dense as bone on a 3 mm grid):
+    the aorta, touching the spine, is labelled contrast-filled, T12 stays bone."""
+    folder = ts / "aorta_report"
+    volume = read_image(folder / "ct_cropped.nii.gz")
+    res = get_tool("bones").run(volume)
+    _same_grid(res, volume)
+
+    aorta = np.asarray(on_grid(read_labelmap(folder / "aorta.nii.gz"), volume).array) > 0
+    t12 = np.asarray(on_grid(read_labelmap(folder / "vertebrae_T12.nii.gz"), volume).array) > 0
+    assert aorta.sum() > 50000
+    assert t12.sum() > 5000
+    assert res.labels.mask("bone")[aorta].mean() <= 0.15
+    assert res.labels.mask("contrast_vessel")[aorta].mean() >= 0.6
+    assert res.labels.mask("bone")[t12].mean() >= 0.55
+    assert not res.labels.mask("contrast_vessel")[t12].any()
 
 
 def test_bones_threshold_adapts_to_contrast(ct_3mm: Case, ct_dicom: Case) -> None:

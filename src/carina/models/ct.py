@@ -355,6 +355,44 @@ def spinal_canal(
     return canal
 
 
+def contrast_lumens(
+    hu: FloatArray, spacing: Spacing, mask: BoolArray, seed_hu: float, core_mm: float = 7.5
+) -> BoolArray:
+    """The parts of a dense ``mask`` that are contrast-filled lumens (vessels, heart chambers).
+
+    Method: the thick parts of the mask are found by their cores, the voxels deeper than
+    ``core_mm`` inside it (a contact between the aorta and a vertebra is thinner, so touching
+    structures get separate cores). Every mask voxel within ``core_mm`` plus two voxels of a core
+    belongs to the part of its nearest core; the part's rim is its voxels on the mask's surface.
+    A bone's surface is cortex, denser than the marrow inside; a lumen's surface is its wall and
+    partial volume with fat, lighter than the enhanced blood inside. A part is a lumen when its
+    core median exceeds its rim median and the seed level ``seed_hu`` (blood dense enough to
+    seed the bone growth; marrow below it, as in osteoporotic vertebrae beside the lung bases
+    whose rim partial volume darkens, is never taken).
+    """
+    out = np.zeros(hu.shape, dtype=bool)
+    box = bounding_box(mask, margin=(1, 1, 1))
+    if box is None:
+        return out
+    sub, hsub = mask[box], hu[box]
+    depth = ndi.distance_transform_edt(sub, sampling=spacing)
+    core = depth > core_mm
+    cores, count = ndi.label(core, structure=_FULL)
+    if count == 0:
+        return out
+    to_core, nearest = ndi.distance_transform_edt(~core, sampling=spacing, return_indices=True)
+    step = float(max(spacing))
+    owner = np.where(sub & (to_core <= core_mm + 2 * step), cores[tuple(nearest)], 0)
+    rim = owner * (depth <= step * 1.01)
+    index = np.arange(1, count + 1)
+    core_median = np.asarray(ndi.median(hsub, cores, index=index))
+    rim_median = np.asarray(ndi.median(hsub, rim, index=index))
+    lumen = np.zeros(count + 1, dtype=bool)
+    lumen[1:] = (core_median > np.nan_to_num(rim_median, nan=np.inf)) & (core_median > seed_hu)
+    out[box] = lumen[owner]
+    return out
+
+
 def bone_labels(
     hu: FloatArray,
     spacing: Spacing,
@@ -367,6 +405,7 @@ def bone_labels(
     marrow_close_mm: float = 6.0,
     marrow_hu: float = 100.0,
     canal_hu: float = 40.0,
+    marrow_max_cm2: float = 30.0,
 ) -> tuple[npt.NDArray[np.uint8], float]:
     """Label map 1 = bone, 2 = contrast-filled structure; and the low threshold used.
 
@@ -378,14 +417,19 @@ def bone_labels(
     lower ribs is averaged with marrow and soft tissue and often stays below a fixed 250 HU,
     while enhanced blood stays below the raised seed level. Seeds grow by at most
     ``growth_mm`` through voxels above the low threshold. A 2 mm closing joins cortex and
-    trabecular bone; holes enclosed in an axial, coronal or sagittal slice are filled (marrow),
-    except the spinal canal (:func:`spinal_canal`, at most ``canal_hu``); components under
-    ``min_ml`` are dropped. A component with fewer than 1 % of its voxels above ``cortical_hu``
-    and thick somewhere (largest inscribed radius above ``rib_radius_mm``, about half the
-    height of the largest rib) is a contrast-filled vessel or organ (label 2); thin components
-    without cortical voxels are bone whose cortex partial volume has averaged away (ribs on a
-    3 mm grid). Last, voxels above ``marrow_hu`` that a ``marrow_close_mm`` closing of the bone
-    adds (marrow and partial-volume cortex between bone) become bone.
+    trabecular bone; holes enclosed in an axial, coronal or sagittal slice are filled (marrow)
+    when no larger than ``marrow_max_cm2`` in their slice (a vertebral body, the sacrum or a
+    femoral head stay under it; a ring of bone closed around the pelvic or thoracic cavity
+    encloses far more), except the spinal canal (:func:`spinal_canal`, at most ``canal_hu``);
+    components under ``min_ml`` are dropped. Thick parts denser inside than on their surface
+    and denser than the seeds are contrast-filled lumens (:func:`contrast_lumens`; label 2),
+    also where they touch a bone. Of the rest, a component with fewer than 1 % of its voxels
+    above ``cortical_hu`` and thick somewhere (largest inscribed radius above
+    ``rib_radius_mm``, about half the height of the largest rib) is a contrast-filled vessel or
+    organ (label 2); thin components without cortical voxels are bone whose cortex partial
+    volume has averaged away (ribs on a 3 mm grid). Last, voxels above ``marrow_hu`` that a
+    ``marrow_close_mm`` closing of the bone bridges or encloses in an axial slice (marrow and
+    partial-volume cortex) become bone.
     """
     body = body_mask(hu, spacing)
     soft = hu[body & (hu > MUSCLE_HU[0]) & (hu < 300.0)]
@@ -393,12 +437,16 @@ def bone_labels(
     seeds = (hu > low + seed_margin_hu) & body
     grown = ndi.binary_dilation(seeds, structure=ellipsoid(growth_mm, spacing)) & (hu > low) & body
     closed = ndi.binary_closing(grown, structure=ellipsoid(2.0, spacing)) | grown
-    axial, sagittal, coronal = holes_per_plane(closed)
+    max_hole = marrow_max_cm2 * 100.0
+    axial, sagittal, coronal = holes_per_plane(closed, spacing, max_hole)
     holes = axial | sagittal | coronal
-    holes &= ~spinal_canal(hu, spacing, body, axial & ~sagittal & ~coronal, canal_hu)
+    canal = spinal_canal(hu, spacing, body, axial & ~sagittal & ~coronal, canal_hu)
+    holes &= ~canal
     filled = remove_small(closed | holes, _ml_to_voxels(min_ml, spacing))
-    lab, count = ndi.label(filled, structure=_FULL)
+    lumen = contrast_lumens(hu, spacing, filled, low + seed_margin_hu, rib_radius_mm)
+    lab, count = ndi.label(filled & ~lumen, structure=_FULL)
     out = np.zeros(hu.shape, dtype=np.uint8)
+    out[lumen] = 2
     if count == 0:
         return out, low
     index = np.arange(count + 1)
@@ -417,9 +465,12 @@ def bone_labels(
         is_bone[0] = False
     out[is_bone[lab]] = 1
     out[(lab > 0) & ~is_bone[lab]] = 2
-    # marrow and thin cortex missed by the threshold: gaps a closing bridges, denser than muscle
+    # marrow and thin cortex missed by the threshold: gaps a closing bridges and what they
+    # enclose in an axial slice, denser than muscle
     bone = out == 1
-    gaps = ndi.binary_closing(bone, structure=ellipsoid(marrow_close_mm, spacing)) & ~bone
+    bridged = ndi.binary_closing(bone, structure=ellipsoid(marrow_close_mm, spacing)) | bone
+    enclosed = holes_per_plane(bridged, spacing, max_hole)[0]
+    gaps = (bridged | enclosed) & ~bone & ~canal
     out[gaps & (out == 0) & (hu > marrow_hu) & body] = 1
     return out, low
 

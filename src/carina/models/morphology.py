@@ -40,8 +40,16 @@ def fill_holes_per_slice(mask: BoolArray) -> BoolArray:
     return out
 
 
-def holes_per_plane(mask: BoolArray) -> tuple[BoolArray, BoolArray, BoolArray]:
-    """Voxels outside ``mask`` enclosed by it in their (axial, sagittal, coronal) slice."""
+def holes_per_plane(
+    mask: BoolArray,
+    spacing: Sequence[float] | None = None,
+    max_area_mm2: float | None = None,
+) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """Voxels outside ``mask`` enclosed by it in their (axial, sagittal, coronal) slice.
+
+    With ``spacing`` and ``max_area_mm2``, holes whose area in their slice exceeds it are left
+    out (a ring of bone around a body cavity is no marrow).
+    """
     out = []
     for axis in (2, 0, 1):
         plane = np.zeros((3, 3, 3), dtype=bool)
@@ -49,7 +57,15 @@ def holes_per_plane(mask: BoolArray) -> tuple[BoolArray, BoolArray, BoolArray]:
         index[axis] = 1
         plane[tuple(index)] = ndi.generate_binary_structure(2, 1)
         filled: BoolArray = ndi.binary_fill_holes(mask, structure=plane)
-        out.append(filled & ~mask)
+        holes = filled & ~mask
+        if spacing is not None and max_area_mm2 is not None and holes.any():
+            pixel = float(np.prod([s for a, s in enumerate(spacing) if a != axis]))
+            lab, _count = ndi.label(holes, structure=plane)
+            sizes = np.bincount(lab.ravel())
+            small = sizes * pixel <= max_area_mm2
+            small[0] = False
+            holes = small[lab]
+        out.append(holes)
     return out[0], out[1], out[2]
 
 
