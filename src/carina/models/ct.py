@@ -356,7 +356,12 @@ def spinal_canal(
 
 
 def contrast_lumens(
-    hu: FloatArray, spacing: Spacing, mask: BoolArray, seed_hu: float, core_mm: float = 7.5
+    hu: FloatArray,
+    spacing: Spacing,
+    mask: BoolArray,
+    seed_hu: float,
+    core_mm: float = 7.5,
+    min_core_ml: float = 2.0,
 ) -> BoolArray:
     """The parts of a dense ``mask`` that are contrast-filled lumens (vessels, heart chambers).
 
@@ -368,7 +373,9 @@ def contrast_lumens(
     partial volume with fat, lighter than the enhanced blood inside. A part is a lumen when its
     core median exceeds its rim median and the seed level ``seed_hu`` (blood dense enough to
     seed the bone growth; marrow below it, as in osteoporotic vertebrae beside the lung bases
-    whose rim partial volume darkens, is never taken).
+    whose rim partial volume darkens, is never taken) and its core holds at least
+    ``min_core_ml`` (the aorta, heart chambers and caval veins over a few centimetres; the small
+    cores of compact bone cut by thick slices can look brighter inside than on their surface).
     """
     out = np.zeros(hu.shape, dtype=bool)
     box = bounding_box(mask, margin=(1, 1, 1))
@@ -388,7 +395,12 @@ def contrast_lumens(
     core_median = np.asarray(ndi.median(hsub, cores, index=index))
     rim_median = np.asarray(ndi.median(hsub, rim, index=index))
     lumen = np.zeros(count + 1, dtype=bool)
-    lumen[1:] = (core_median > np.nan_to_num(rim_median, nan=np.inf)) & (core_median > seed_hu)
+    core_size = np.bincount(cores.ravel(), minlength=count + 1)[1:]
+    lumen[1:] = (
+        (core_median > np.nan_to_num(rim_median, nan=np.inf))
+        & (core_median > seed_hu)
+        & (core_size >= _ml_to_voxels(min_core_ml, spacing))
+    )
     out[box] = lumen[owner]
     return out
 
