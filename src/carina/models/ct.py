@@ -21,6 +21,7 @@ from carina.models.morphology import (
     ellipsoid,
     fill_holes_per_slice,
     holes_per_plane,
+    plane_holes,
     remove_small,
 )
 
@@ -342,15 +343,18 @@ def spinal_canal(
         return np.zeros(hu.shape, dtype=bool)
     lab, count = ndi.label(axial_only)
     index = np.arange(1, count + 1)
-    median = np.asarray(ndi.median(hu, lab, index=index))
     centre = np.asarray(ndi.center_of_mass(axial_only, lab, index=index)).reshape(-1, 3)
     body_i, body_j, _k = ndi.center_of_mass(body)
+    placed = index[
+        (np.abs(centre[:, 0] - body_i) * float(spacing[0]) <= midline_mm) & (centre[:, 1] > body_j)
+    ]
     keep = np.zeros(count + 1, dtype=bool)
-    keep[1:] = (
-        (np.abs(centre[:, 0] - body_i) * float(spacing[0]) <= midline_mm)
-        & (centre[:, 1] > body_j)
-        & (median <= canal_hu)
-    )
+    if placed.size:
+        near = np.isin(lab, placed)
+        box = bounding_box(near)
+        assert box is not None
+        median = np.asarray(ndi.median(hu[box], np.where(near[box], lab[box], 0), index=placed))
+        keep[placed] = median <= canal_hu
     canal: BoolArray = keep[lab]
     return canal
 
@@ -385,23 +389,25 @@ def contrast_lumens(
     depth = ndi.distance_transform_edt(sub, sampling=spacing)
     core = depth > core_mm
     cores, count = ndi.label(core, structure=_FULL)
-    if count == 0:
+    big = np.bincount(cores.ravel(), minlength=count + 1) >= _ml_to_voxels(min_core_ml, spacing)
+    big[0] = False
+    if not big.any():
         return out
-    to_core, nearest = ndi.distance_transform_edt(~core, sampling=spacing, return_indices=True)
+    # the parts around the large cores only
     step = float(max(spacing))
-    owner = np.where(sub & (to_core <= core_mm + 2 * step), cores[tuple(nearest)], 0)
-    rim = owner * (depth <= step * 1.01)
-    index = np.arange(1, count + 1)
-    core_median = np.asarray(ndi.median(hsub, cores, index=index))
-    rim_median = np.asarray(ndi.median(hsub, rim, index=index))
+    reach = core_mm + 2 * step
+    part_box = bounding_box(big[cores], margin=[int(np.ceil(reach / s)) + 1 for s in spacing])
+    assert part_box is not None
+    cores = np.where(big[cores], cores, 0)[part_box]
+    to_core, nearest = ndi.distance_transform_edt(cores == 0, sampling=spacing, return_indices=True)
+    owner = np.where(sub[part_box] & (to_core <= reach), cores[tuple(nearest)], 0)
+    rim = owner * (depth[part_box] <= step * 1.01)
+    index = np.nonzero(big)[0]
+    core_median = np.asarray(ndi.median(hsub[part_box], cores, index=index))
+    rim_median = np.asarray(ndi.median(hsub[part_box], rim, index=index))
     lumen = np.zeros(count + 1, dtype=bool)
-    core_size = np.bincount(cores.ravel(), minlength=count + 1)[1:]
-    lumen[1:] = (
-        (core_median > np.nan_to_num(rim_median, nan=np.inf))
-        & (core_median > seed_hu)
-        & (core_size >= _ml_to_voxels(min_core_ml, spacing))
-    )
-    out[box] = lumen[owner]
+    lumen[index] = (core_median > np.nan_to_num(rim_median, nan=np.inf)) & (core_median > seed_hu)
+    out[box][part_box] = lumen[owner]
     return out
 
 
@@ -481,7 +487,7 @@ def bone_labels(
     # enclose in an axial slice, denser than muscle
     bone = out == 1
     bridged = ndi.binary_closing(bone, structure=ellipsoid(marrow_close_mm, spacing)) | bone
-    enclosed = holes_per_plane(bridged, spacing, max_hole)[0]
+    enclosed = plane_holes(bridged, 2, spacing, max_hole)
     gaps = (bridged | enclosed) & ~bone & ~canal
     out[gaps & (out == 0) & (hu > marrow_hu) & body] = 1
     return out, low
