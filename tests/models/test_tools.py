@@ -19,7 +19,7 @@ from carina.core.errors import ModelError
 from carina.imaging import read_image, read_labelmap
 from carina.models import SegmentationResult, get_tool
 from carina.models.evaluation import TOTALSEG_GROUPS, totalseg_bone_names, union_mask
-from carina.models.morphology import dice
+from carina.models.morphology import dice, plane_holes
 
 from .conftest import Case, on_grid
 
@@ -170,6 +170,26 @@ def test_thick_slice_bone_is_not_a_lumen(lung_ct: Case) -> None:
     assert vols.get(2, 0.0) < 5.0
     lungs = run("lungs", lung_ct).labels.array > 0
     assert not res.labels.mask("bone")[lungs].any()
+
+
+def test_large_rings_enclose_no_marrow(ct_30sl: Case) -> None:
+    """A ring around a body cavity (here the body's outer 6 mm shell) encloses holes far above
+    the 30 cm² of any marrow cross-section: they are dropped; marrow holes are kept."""
+    spacing = ct_30sl.volume.geometry.spacing
+    body = ct_30sl.extra["body"]
+    shell = body & ~ndi.binary_erosion(body, iterations=2)
+    inside = plane_holes(shell, 2, spacing)
+    assert inside.sum() > 0.5 * body.sum()
+    assert not plane_holes(shell, 2, spacing, 3000.0).any()
+    # the reference vertebrae's outer voxels enclose their marrow: small holes, all kept
+    assert ct_30sl.reference is not None
+    vertebrae = union_mask(
+        ct_30sl.reference, [lab.name for lab in ct_30sl.reference.labels if "vertebrae" in lab.name]
+    )
+    cortex = vertebrae & ~ndi.binary_erosion(vertebrae)
+    marrow = plane_holes(cortex, 2, spacing)
+    assert marrow.sum() > 100
+    assert np.array_equal(plane_holes(cortex, 2, spacing, 3000.0), marrow)
 
 
 def test_bones_threshold_adapts_to_contrast(ct_3mm: Case, ct_dicom: Case) -> None:
