@@ -1,8 +1,8 @@
 """The weight-free CT tools against TotalSegmentator references on real CT.
 
 Thresholds are what the tools reach on these cases minus a small margin (see
-bench/results/tools.md and docs/decisions/0010-weight-free-tools.md for the figures and the
-targets they miss).
+bench/results/tools.md, docs/decisions/0010-weight-free-tools.md and
+docs/decisions/0022-bones-and-body-methods.md for the figures and the targets they miss).
 """
 
 from __future__ import annotations

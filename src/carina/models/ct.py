@@ -433,7 +433,8 @@ def bone_labels(
     ``seed_margin_hu`` above the low threshold inside the body (about 210 HU without contrast,
     higher with it): on a 3 mm grid the cortex of osteoporotic vertebrae, the sacrum and the
     lower ribs is averaged with marrow and soft tissue and often stays below a fixed 250 HU,
-    while enhanced blood stays below the raised seed level. Seeds grow by at most
+    while portal-phase blood stays below the raised seed level (arterial blood does not: see
+    the lumens below). Seeds grow by at most
     ``growth_mm`` through voxels above the low threshold. A 2 mm closing joins cortex and
     trabecular bone; holes enclosed in an axial, coronal or sagittal slice are filled (marrow)
     when no larger than ``marrow_max_cm2`` in their slice (a vertebral body, the sacrum or a
