@@ -1,8 +1,8 @@
 """The weight-free CT tools against TotalSegmentator references on real CT.
 
 Thresholds are what the tools reach on these cases minus a small margin (see
-bench/results/tools.md and docs/decisions/0010-weight-free-tools.md for the figures and the
-targets they miss).
+bench/results/tools.md, docs/decisions/0010-weight-free-tools.md and
+docs/decisions/0022-bones-and-body-methods.md for the figures and the targets they miss).
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from scipy import ndimage as ndi
 
 from carina.core import LabelMap, Volume
 from carina.core.errors import ModelError
+from carina.imaging import read_image, read_labelmap
 from carina.models import SegmentationResult, get_tool
 from carina.models.evaluation import TOTALSEG_GROUPS, totalseg_bone_names, union_mask
-from carina.models.morphology import dice
+from carina.models.morphology import dice, plane_holes
 
-from .conftest import Case
+from .conftest import Case, on_grid
 
 _cache: dict[tuple[str, str], SegmentationResult] = {}
 
@@ -98,7 +99,7 @@ def test_body_excludes_table(ct_dicom: Case) -> None:
 
 
 @pytest.mark.parametrize(
-    ("case_name", "minimum"), [("ct_3mm", 0.86), ("ct_3mm_30sl", 0.74), ("ct_dicom", 0.72)]
+    ("case_name", "minimum"), [("ct_3mm", 0.90), ("ct_3mm_30sl", 0.86), ("ct_dicom", 0.74)]
 )
 def test_bones_dice(case_name: str, minimum: float, request: pytest.FixtureRequest) -> None:
     case: Case = request.getfixturevalue(case_name.replace("ct_3mm_30sl", "ct_30sl"))
@@ -107,6 +108,88 @@ def test_bones_dice(case_name: str, minimum: float, request: pytest.FixtureReque
     assert case.reference is not None
     ref = union_mask(case.reference, totalseg_bone_names(lab.name for lab in case.reference.labels))
     assert dice(res.labels.mask("bone"), ref) >= minimum
+
+
+@pytest.mark.parametrize("case_name", ["ct_3mm", "ct_3mm_30sl"])
+def test_ribs_are_bone_not_contrast(case_name: str, request: pytest.FixtureRequest) -> None:
+    """On a 3 mm grid the lower ribs have no voxel above the cortical level: they are still bone
+    (thin), and a scan without contrast (aorta about 40 HU) has no contrast-filled structure."""
+    case: Case = request.getfixturevalue(case_name.replace("ct_3mm_30sl", "ct_30sl"))
+    res = run("bones", case)
+    assert case.reference is not None
+    ribs = union_mask(
+        case.reference, [lab.name for lab in case.reference.labels if lab.name.startswith("rib_")]
+    )
+    assert ribs.sum() > 1000
+    assert res.labels.mask("bone")[ribs].mean() >= 0.85
+    assert not res.labels.mask("contrast_vessel").any()
+
+
+@pytest.mark.parametrize("case_name", ["ct_3mm", "ct_3mm_30sl", "ct_dicom"])
+def test_spinal_canal_is_not_marrow(case_name: str, request: pytest.FixtureRequest) -> None:
+    """The vertebral arch encloses the canal in axial slices; the cord inside stays out of the
+    bone, while the fatty marrow of the humeri (as light as the canal, away from the midline) is
+    filled."""
+    case: Case = request.getfixturevalue(case_name.replace("ct_3mm_30sl", "ct_30sl"))
+    res = run("bones", case)
+    assert case.reference is not None
+    cord = union_mask(case.reference, ["spinal_cord"])
+    assert cord.sum() > 400
+    assert res.labels.mask("bone")[cord].mean() <= 0.02
+    if case_name == "ct_dicom":
+        humeri = union_mask(case.reference, ["humerus_left", "humerus_right"])
+        fatty = humeri & (np.asarray(case.volume.array) < 0.0)
+        assert fatty.sum() > 1000
+        assert res.labels.mask("bone")[fatty].mean() >= 0.75
+
+
+def test_arterial_lumens_touching_bone_are_contrast(ts: Path) -> None:
+    """Arterial-phase chest/abdomen crop (aorta about 350 HU, as dense as bone on a 3 mm grid):
+    the aorta, touching the spine, is labelled contrast-filled, T12 stays bone."""
+    folder = ts / "aorta_report"
+    volume = read_image(folder / "ct_cropped.nii.gz")
+    res = get_tool("bones").run(volume)
+    _same_grid(res, volume)
+
+    aorta = np.asarray(on_grid(read_labelmap(folder / "aorta.nii.gz"), volume).array) > 0
+    t12 = np.asarray(on_grid(read_labelmap(folder / "vertebrae_T12.nii.gz"), volume).array) > 0
+    assert aorta.sum() > 50000
+    assert t12.sum() > 5000
+    assert res.labels.mask("bone")[aorta].mean() <= 0.2
+    assert res.labels.mask("contrast_vessel")[aorta].mean() >= 0.55
+    assert res.labels.mask("bone")[t12].mean() >= 0.55
+    assert not res.labels.mask("contrast_vessel")[t12].any()
+
+
+def test_thick_slice_bone_is_not_a_lumen(lung_ct: Case) -> None:
+    """8 mm chest slices: compact bone (scapulae, vertebrae) cut by thick slices is brighter
+    inside than on its surface in small cores; it stays bone, none of it inside the lungs."""
+    res = run("bones", lung_ct)
+    vols = res.labels.volumes_ml()
+    assert 600.0 < vols.get(1, 0.0) < 1500.0
+    assert vols.get(2, 0.0) < 5.0
+    lungs = run("lungs", lung_ct).labels.array > 0
+    assert not res.labels.mask("bone")[lungs].any()
+
+
+def test_large_rings_enclose_no_marrow(ct_30sl: Case) -> None:
+    """A ring around a body cavity (here the body's outer 6 mm shell) encloses holes far above
+    the 30 cm² of any marrow cross-section: they are dropped; marrow holes are kept."""
+    spacing = ct_30sl.volume.geometry.spacing
+    body = ct_30sl.extra["body"]
+    shell = body & ~ndi.binary_erosion(body, iterations=2)
+    inside = plane_holes(shell, 2, spacing)
+    assert inside.sum() > 0.5 * body.sum()
+    assert not plane_holes(shell, 2, spacing, 3000.0).any()
+    # the reference vertebrae's outer voxels enclose their marrow: small holes, all kept
+    assert ct_30sl.reference is not None
+    vertebrae = union_mask(
+        ct_30sl.reference, [lab.name for lab in ct_30sl.reference.labels if "vertebrae" in lab.name]
+    )
+    cortex = vertebrae & ~ndi.binary_erosion(vertebrae)
+    marrow = plane_holes(cortex, 2, spacing)
+    assert marrow.sum() > 100
+    assert np.array_equal(plane_holes(cortex, 2, spacing, 3000.0), marrow)
 
 
 def test_bones_threshold_adapts_to_contrast(ct_3mm: Case, ct_dicom: Case) -> None:

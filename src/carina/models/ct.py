@@ -20,7 +20,8 @@ from carina.models.morphology import (
     bounding_box,
     ellipsoid,
     fill_holes_per_slice,
-    fill_holes_three_planes,
+    holes_per_plane,
+    plane_holes,
     remove_small,
 )
 
@@ -318,40 +319,153 @@ def lungs_labels(
 # -------------------------------------------------------------------------------------- bones
 
 
+def spinal_canal(
+    hu: FloatArray,
+    spacing: Spacing,
+    body: BoolArray,
+    axial_only: BoolArray,
+    canal_hu: float = 40.0,
+    *,
+    midline_mm: float = 20.0,
+) -> BoolArray:
+    """The spinal canal among holes of a bone mask enclosed only in axial slices.
+
+    The vertebral arch encloses the canal in the axial slices through pedicles and laminae; in
+    sagittal and coronal slices the canal runs on, open between the laminae and past the discs,
+    so it is never enclosed there (a vertebral body's marrow is). A 6-connected component of
+    ``axial_only`` hole voxels is canal when its centroid lies within ``midline_mm`` of the
+    body's left-right centre, behind the body's antero-posterior centre (the sternum lies in
+    front), and its median is at most ``canal_hu`` (CSF about 5 HU, cord about 35 HU; cancellous
+    bone of the vertebral body stays above it; yellow marrow of long bones is as light but lies
+    away from the midline).
+    """
+    if not axial_only.any() or not body.any():
+        return np.zeros(hu.shape, dtype=bool)
+    lab, count = ndi.label(axial_only)
+    index = np.arange(1, count + 1)
+    centre = np.asarray(ndi.center_of_mass(axial_only, lab, index=index)).reshape(-1, 3)
+    body_i, body_j, _k = ndi.center_of_mass(body)
+    placed = index[
+        (np.abs(centre[:, 0] - body_i) * float(spacing[0]) <= midline_mm) & (centre[:, 1] > body_j)
+    ]
+    keep = np.zeros(count + 1, dtype=bool)
+    if placed.size:
+        near = np.isin(lab, placed)
+        box = bounding_box(near)
+        assert box is not None
+        median = np.asarray(ndi.median(hu[box], np.where(near[box], lab[box], 0), index=placed))
+        keep[placed] = median <= canal_hu
+    canal: BoolArray = keep[lab]
+    return canal
+
+
+def contrast_lumens(
+    hu: FloatArray,
+    spacing: Spacing,
+    mask: BoolArray,
+    seed_hu: float,
+    core_mm: float = 7.5,
+    min_core_ml: float = 2.0,
+) -> BoolArray:
+    """The parts of a dense ``mask`` that are contrast-filled lumens (vessels, heart chambers).
+
+    Method: the thick parts of the mask are found by their cores, the voxels deeper than
+    ``core_mm`` inside it (a contact between the aorta and a vertebra is thinner, so touching
+    structures get separate cores). Every mask voxel within ``core_mm`` plus two voxels of a core
+    belongs to the part of its nearest core; the part's rim is its voxels on the mask's surface.
+    A bone's surface is cortex, denser than the marrow inside; a lumen's surface is its wall and
+    partial volume with fat, lighter than the enhanced blood inside. A part is a lumen when its
+    core median exceeds its rim median and the seed level ``seed_hu`` (blood dense enough to
+    seed the bone growth; marrow below it, as in osteoporotic vertebrae beside the lung bases
+    whose rim partial volume darkens, is never taken) and its core holds at least
+    ``min_core_ml`` (the aorta, heart chambers and caval veins over a few centimetres; the small
+    cores of compact bone cut by thick slices can look brighter inside than on their surface).
+    """
+    out = np.zeros(hu.shape, dtype=bool)
+    box = bounding_box(mask, margin=(1, 1, 1))
+    if box is None:
+        return out
+    sub, hsub = mask[box], hu[box]
+    depth = ndi.distance_transform_edt(sub, sampling=spacing)
+    core = depth > core_mm
+    cores, count = ndi.label(core, structure=_FULL)
+    big = np.bincount(cores.ravel(), minlength=count + 1) >= _ml_to_voxels(min_core_ml, spacing)
+    big[0] = False
+    if not big.any():
+        return out
+    # the parts around the large cores only
+    step = float(max(spacing))
+    reach = core_mm + 2 * step
+    part_box = bounding_box(big[cores], margin=[int(np.ceil(reach / s)) + 1 for s in spacing])
+    assert part_box is not None
+    cores = np.where(big[cores], cores, 0)[part_box]
+    to_core, nearest = ndi.distance_transform_edt(cores == 0, sampling=spacing, return_indices=True)
+    owner = np.where(sub[part_box] & (to_core <= reach), cores[tuple(nearest)], 0)
+    rim = owner * (depth[part_box] <= step * 1.01)
+    index = np.nonzero(big)[0]
+    core_median = np.asarray(ndi.median(hsub[part_box], cores, index=index))
+    rim_median = np.asarray(ndi.median(hsub[part_box], rim, index=index))
+    lumen = np.zeros(count + 1, dtype=bool)
+    lumen[index] = (core_median > np.nan_to_num(rim_median, nan=np.inf)) & (core_median > seed_hu)
+    out[box][part_box] = lumen[owner]
+    return out
+
+
 def bone_labels(
     hu: FloatArray,
     spacing: Spacing,
     *,
-    seed_hu: float = 250.0,
+    seed_margin_hu: float = 100.0,
     growth_mm: float = 6.0,
     min_ml: float = 0.5,
     cortical_hu: float = 400.0,
+    rib_radius_mm: float = 7.5,
     marrow_close_mm: float = 6.0,
     marrow_hu: float = 100.0,
+    canal_hu: float = 40.0,
+    marrow_max_cm2: float = 30.0,
 ) -> tuple[npt.NDArray[np.uint8], float]:
     """Label map 1 = bone, 2 = contrast-filled structure; and the low threshold used.
 
-    Method: hysteresis thresholding. Seeds are voxels above ``seed_hu`` inside the body; they
-    grow by at most ``growth_mm`` through voxels above a low threshold of
-    ``max(100, p75 + 60)`` HU, where p75 is the 75th percentile of soft tissue (-29..300 HU) in the
-    body: about 110 HU without contrast and higher with it, so enhancing liver and vessels are not
-    taken. A 2 mm closing joins cortex and trabecular bone, holes enclosed in an axial, coronal
-    or sagittal slice are filled (marrow), components under ``min_ml`` are dropped. A component
-    with fewer than 1 % of its voxels above ``cortical_hu`` holds no cortex: it is a
-    contrast-filled vessel or organ (label 2). Last, voxels above ``marrow_hu`` that a
-    ``marrow_close_mm`` closing of the bone adds (marrow and partial-volume cortex between
-    bone) become bone.
+    Method: hysteresis thresholding. The low threshold is ``max(100, p75 + 60)`` HU, where p75
+    is the 75th percentile of soft tissue (-29..300 HU) in the body: about 110 HU without
+    contrast and higher with it, so enhancing liver and vessels are not taken. Seeds are voxels
+    ``seed_margin_hu`` above the low threshold inside the body (about 210 HU without contrast,
+    higher with it): on a 3 mm grid the cortex of osteoporotic vertebrae, the sacrum and the
+    lower ribs is averaged with marrow and soft tissue and often stays below a fixed 250 HU,
+    while portal-phase blood stays below the raised seed level (arterial blood does not: see
+    the lumens below). Seeds grow by at most
+    ``growth_mm`` through voxels above the low threshold. A 2 mm closing joins cortex and
+    trabecular bone; holes enclosed in an axial, coronal or sagittal slice are filled (marrow)
+    when no larger than ``marrow_max_cm2`` in their slice (a vertebral body, the sacrum or a
+    femoral head stay under it; a ring of bone closed around the pelvic or thoracic cavity
+    encloses far more), except the spinal canal (:func:`spinal_canal`, at most ``canal_hu``);
+    components under ``min_ml`` are dropped. Thick parts denser inside than on their surface
+    and denser than the seeds are contrast-filled lumens (:func:`contrast_lumens`; label 2),
+    also where they touch a bone. Of the rest, a component with fewer than 1 % of its voxels
+    above ``cortical_hu`` and thick somewhere (largest inscribed radius above
+    ``rib_radius_mm``, about half the height of the largest rib) is a contrast-filled vessel or
+    organ (label 2); thin components without cortical voxels are bone whose cortex partial
+    volume has averaged away (ribs on a 3 mm grid). Last, voxels above ``marrow_hu`` that a
+    ``marrow_close_mm`` closing of the bone bridges or encloses in an axial slice (marrow and
+    partial-volume cortex) become bone.
     """
     body = body_mask(hu, spacing)
     soft = hu[body & (hu > MUSCLE_HU[0]) & (hu < 300.0)]
     low = max(100.0, float(np.percentile(soft, 75)) + 60.0) if soft.size else 150.0
-    seeds = (hu > seed_hu) & body
+    seeds = (hu > low + seed_margin_hu) & body
     grown = ndi.binary_dilation(seeds, structure=ellipsoid(growth_mm, spacing)) & (hu > low) & body
     closed = ndi.binary_closing(grown, structure=ellipsoid(2.0, spacing)) | grown
-    filled = fill_holes_three_planes(closed)
-    filled = remove_small(filled, _ml_to_voxels(min_ml, spacing))
-    lab, count = ndi.label(filled, structure=_FULL)
+    max_hole = marrow_max_cm2 * 100.0
+    axial, sagittal, coronal = holes_per_plane(closed, spacing, max_hole)
+    holes = axial | sagittal | coronal
+    canal = spinal_canal(hu, spacing, body, axial & ~sagittal & ~coronal, canal_hu)
+    holes &= ~canal
+    filled = remove_small(closed | holes, _ml_to_voxels(min_ml, spacing))
+    lumen = contrast_lumens(hu, spacing, filled, low + seed_margin_hu, rib_radius_mm)
+    lab, count = ndi.label(filled & ~lumen, structure=_FULL)
     out = np.zeros(hu.shape, dtype=np.uint8)
+    out[lumen] = 2
     if count == 0:
         return out, low
     index = np.arange(count + 1)
@@ -359,11 +473,23 @@ def bone_labels(
     sizes = np.bincount(lab.ravel(), minlength=count + 1)
     is_bone = n_cort >= 0.01 * sizes
     is_bone[0] = False
+    # components without cortex: thick ones hold contrast, thin ones are ribs
+    candidates = (lab > 0) & ~is_bone[lab]
+    if candidates.any():
+        box = bounding_box(candidates, margin=(1, 1, 1))
+        assert box is not None
+        depth = ndi.distance_transform_edt(candidates[box], sampling=spacing)
+        radius = ndi.maximum(depth, lab[box], index=index)
+        is_bone |= (np.asarray(radius) <= rib_radius_mm) & (sizes > 0)
+        is_bone[0] = False
     out[is_bone[lab]] = 1
     out[(lab > 0) & ~is_bone[lab]] = 2
-    # marrow and thin cortex missed by the threshold: gaps a closing bridges, denser than muscle
+    # marrow and thin cortex missed by the threshold: gaps a closing bridges and what they
+    # enclose in an axial slice, denser than muscle
     bone = out == 1
-    gaps = ndi.binary_closing(bone, structure=ellipsoid(marrow_close_mm, spacing)) & ~bone
+    bridged = ndi.binary_closing(bone, structure=ellipsoid(marrow_close_mm, spacing)) | bone
+    enclosed = plane_holes(bridged, 2, spacing, max_hole)
+    gaps = (bridged | enclosed) & ~bone & ~canal
     out[gaps & (out == 0) & (hu > marrow_hu) & body] = 1
     return out, low
 

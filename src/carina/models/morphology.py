@@ -40,16 +40,51 @@ def fill_holes_per_slice(mask: BoolArray) -> BoolArray:
     return out
 
 
+def plane_holes(
+    mask: BoolArray,
+    axis: int,
+    spacing: Sequence[float] | None = None,
+    max_area_mm2: float | None = None,
+) -> BoolArray:
+    """Voxels outside ``mask`` enclosed by it in their slice normal to ``axis`` (2: axial).
+
+    With ``spacing`` and ``max_area_mm2``, holes whose area in their slice exceeds it are left
+    out (a ring of bone around a body cavity is no marrow).
+    """
+    plane = np.zeros((3, 3, 3), dtype=bool)
+    index: list[int | slice] = [slice(None)] * 3
+    index[axis] = 1
+    plane[tuple(index)] = ndi.generate_binary_structure(2, 1)
+    filled: BoolArray = ndi.binary_fill_holes(mask, structure=plane)
+    holes: BoolArray = filled & ~mask
+    if spacing is not None and max_area_mm2 is not None and holes.any():
+        pixel = float(np.prod([s for a, s in enumerate(spacing) if a != axis]))
+        lab, _count = ndi.label(holes, structure=plane)
+        sizes = np.bincount(lab.ravel())
+        small = sizes * pixel <= max_area_mm2
+        small[0] = False
+        holes = small[lab]
+    return holes
+
+
+def holes_per_plane(
+    mask: BoolArray,
+    spacing: Sequence[float] | None = None,
+    max_area_mm2: float | None = None,
+) -> tuple[BoolArray, BoolArray, BoolArray]:
+    """:func:`plane_holes` in the (axial, sagittal, coronal) slices."""
+    return (
+        plane_holes(mask, 2, spacing, max_area_mm2),
+        plane_holes(mask, 0, spacing, max_area_mm2),
+        plane_holes(mask, 1, spacing, max_area_mm2),
+    )
+
+
 def fill_holes_three_planes(mask: BoolArray) -> BoolArray:
     """Fill what is enclosed in an axial, a coronal or a sagittal slice (a vertebral body's
     marrow is closed by the endplates in sagittal and coronal planes, not always axially)."""
-    out: BoolArray = ndi.binary_fill_holes(mask, structure=SLICE_CROSS)
-    for axis in (0, 1):
-        plane = np.zeros((3, 3, 3), dtype=bool)
-        index: list[int | slice] = [slice(None)] * 3
-        index[axis] = 1
-        plane[tuple(index)] = ndi.generate_binary_structure(2, 1)
-        out |= ndi.binary_fill_holes(mask, structure=plane)
+    axial, sagittal, coronal = holes_per_plane(mask)
+    out: BoolArray = mask | axial | sagittal | coronal
     return out
 
 

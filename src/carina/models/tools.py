@@ -343,11 +343,14 @@ def builtin_tools() -> list[ClassicalTool]:
                 "bones",
                 "bones (and contrast-filled structures kept apart)",
                 [BONE, CONTRAST],
-                "Hysteresis threshold (seeds > 250 HU, growth <= 6 mm through voxels above a low "
-                "threshold set from the soft-tissue HU distribution, so contrast scans get a "
-                "higher one), 2 mm closing, holes filled in axial, coronal and sagittal slices; "
-                "components without cortical density are labelled contrast_vessel; gaps a 6 mm "
-                "closing of the bone bridges are added where above 100 HU (marrow).",
+                "Hysteresis threshold (a low threshold set from the soft-tissue HU "
+                "distribution, so contrast scans get a higher one; seeds 100 HU above it; "
+                "growth <= 6 mm), 2 mm closing, holes filled in axial, coronal and sagittal "
+                "slices except the spinal canal (enclosed only axially, on the midline, CSF "
+                "density); thick parts denser inside than on their surface (enhanced blood, "
+                "unlike marrow in cortex) and thick components without cortical density are "
+                "labelled contrast_vessel, thin ones (ribs) stay bone; what a 6 mm closing of "
+                "the bone bridges or encloses is added where above 100 HU (marrow).",
                 _CITATIONS["morphology"],
             ),
             _bones,
