@@ -80,14 +80,6 @@ def holes_per_plane(
     )
 
 
-def fill_holes_three_planes(mask: BoolArray) -> BoolArray:
-    """Fill what is enclosed in an axial, a coronal or a sagittal slice (a vertebral body's
-    marrow is closed by the endplates in sagittal and coronal planes, not always axially)."""
-    axial, sagittal, coronal = holes_per_plane(mask)
-    out: BoolArray = mask | axial | sagittal | coronal
-    return out
-
-
 def keep_largest(mask: BoolArray, n: int = 1) -> BoolArray:
     """The ``n`` largest 26-connected components of ``mask``."""
     lab, count = ndi.label(mask, structure=np.ones((3, 3, 3), dtype=bool))

@@ -289,10 +289,17 @@ def _tissue(hu: FloatArray, spacing: tuple[float, float, float], p: dict[str, An
     return _Output(out, {})
 
 
-def _spec(tool_id: str, task: str, labels: list[Label], method: str, citation: str) -> ToolSpec:
+def _spec(
+    tool_id: str,
+    task: str,
+    labels: list[Label],
+    method: str,
+    citation: str,
+    version: str = "1.0",
+) -> ToolSpec:
     return ToolSpec(
         id=tool_id,
-        version="1.0",
+        version=version,
         task=task,
         modalities=("CT",),
         labels=LabelSet(labels),
@@ -352,6 +359,7 @@ def builtin_tools() -> list[ClassicalTool]:
                 "labelled contrast_vessel, thin ones (ribs) stay bone; what a 6 mm closing of "
                 "the bone bridges or encloses is added where above 100 HU (marrow).",
                 _CITATIONS["morphology"],
+                version="1.1",
             ),
             _bones,
         ),
