@@ -127,6 +127,7 @@ export class SyncView {
 
   static async create(container: HTMLElement, first: LoadedSeries, second: LoadedSeries, onClose?: () => void): Promise<SyncView> {
     await initCornerstone();
+    await Promise.all([first.complete(), second.complete()]);
     const view = new SyncView(container, first, second, onClose);
     await view.start();
     return view;

@@ -191,6 +191,7 @@ export class Viewer {
   static async create(container: HTMLElement, series: LoadedSeries, options: ViewerOptions = {}): Promise<Viewer> {
     await initCornerstone();
     const viewer = new Viewer(container, series, options);
+    performance.mark("carina:viewer-created");
     viewer.large =
       options.serverPlanes === true || series.slices > MAX_BROWSER_SLICES || series.volumeBytes > BROWSER_VOLUME_BUDGET;
     viewer.root.dataset.mode = viewer.large ? "server" : "browser";
@@ -199,6 +200,8 @@ export class Viewer {
       viewer.volumeInfo = volumeInfo(options.project, series.study, series.series);
     }
     await viewer.setLayout(viewer.layout);
+    // the panels mounted on the viewer build label maps over every image
+    await series.complete();
     return viewer;
   }
 
@@ -466,6 +469,14 @@ export class Viewer {
       element.parentElement?.append(readout);
       attachReadout(element, () => this.engine.getViewport(id), (world) => stackValueAt(viewport, world), () => hasSuv(viewport.getCurrentImageId()), readout);
     }
+    element.addEventListener(
+      Enums.Events.IMAGE_RENDERED,
+      () => {
+        performance.mark("carina:first-image");
+        element.dataset.firstImage = String(Math.round(performance.now()));
+      },
+      { once: true },
+    );
     viewport.render();
     element.dataset.status = "ready";
     element.addEventListener(Enums.Events.STACK_NEW_IMAGE, () => {
@@ -476,6 +487,7 @@ export class Viewer {
 
   private ensureVolume(): Promise<void> {
     this.volumePromise ??= (async () => {
+      await this.series.complete();
       const volume = await volumeLoader.createAndCacheVolume(this.volumeId, { imageIds: this.series.imageIds });
       await new Promise<void>((resolve) => {
         (volume as unknown as { load: (done: () => void) => void }).load(() => resolve());

@@ -1,10 +1,11 @@
 // A study: its series as thumbnails (server-rendered), and the viewer on the chosen series.
-import { tagValue, type DicomJson } from "../api/client";
+import { tagValue } from "../api/client";
 import { h } from "../dom";
 import { mountAnnotationPanel, type AnnotationPanel } from "../annotate/panel";
 import type { AppContext } from "../main";
 import { mountSegmentationPanel } from "../viewer/segmentations";
-import { loadSeries } from "../viewer/series";
+import { loadSeries, preloadImage } from "../viewer/series";
+import { initCornerstone } from "../viewer/setup";
 import { LAYOUTS, Viewer, type Layout } from "../viewer/viewer";
 import { mountTaskBar } from "../tasks/views";
 import { mountShapesPanel, type ShapesPanel } from "../shapes/panel";
@@ -40,14 +41,21 @@ export async function mountStudy(
   let disposed = false;
   let syncView: SyncView | null = null;
 
-  const studies = await ctx.api.qido(project, "studies", { StudyInstanceUID: study });
+  performance.mark("carina:study-open");
+  // the study and its series requested side by side, the viewer's start-up done meanwhile
+  const listed = Promise.all([
+    ctx.api.qido(project, "studies", { StudyInstanceUID: study }),
+    ctx.api.qido(project, `studies/${study}/series`),
+  ]);
+  void initCornerstone();
+  const [studies, series] = await listed;
+  performance.mark("carina:study-series");
   const info = studies[0];
   if (info) {
     title.textContent = [tagValue(info, "00100010"), tagValue(info, "00080020"), tagValue(info, "00081030")]
       .filter(Boolean)
       .join(" · ");
   }
-  const series: DicomJson[] = await ctx.api.qido(project, `studies/${study}/series`);
   series.sort((a, b) => Number(tagValue(a, "00200011", "0")) - Number(tagValue(b, "00200011", "0")));
   const root = ctx.api.dicomweb(project);
 
@@ -101,7 +109,9 @@ export async function mountStudy(
     stage.replaceChildren(h("p", { "data-testid": "viewer-loading" }, "Loading series…"));
     try {
       const loaded = await loadSeries(ctx.api, project, study, uid);
+      performance.mark("carina:series-loaded");
       if (disposed) return;
+      preloadImage(loaded);
       const others = series
         .filter((s) => tagValue(s, "0020000E") !== uid && !["SEG", "SR", "RTSTRUCT"].includes(tagValue(s, "00080060")))
         .map((s) => ({ uid: tagValue(s, "0020000E"), label: `${tagValue(s, "00080060")} #${tagValue(s, "00200011")} ${tagValue(s, "0008103E")}` }));
