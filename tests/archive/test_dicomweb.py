@@ -317,6 +317,27 @@ def test_wado_frames_equal_pydicom_decoding(shared_data: Path, tmp_path: Path, n
             assert content == expected.astype(expected.dtype.newbyteorder("<")).tobytes()
         missing = client.get(url.rsplit("/", 1)[0] + f"/{frames + 1}")
         assert missing.status_code == 404
+        # one frame asked for as a single part first: the frame's bytes alone; asked for as
+        # multipart first (or */*), or several frames: multipart as above
+        one = url.rsplit("/", 1)[0] + f"/{numbers[-1]}"
+        single = client.get(
+            one, headers={"Accept": f"application/octet-stream; transfer-syntax=*, {ACCEPT_FRAMES}"}
+        )
+        assert single.status_code == 200, single.text
+        assert single.headers["content-type"] == (
+            "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+        )
+        expected = pixel_array(ds, index=numbers[-1] - 1)
+        assert single.content == expected.astype(expected.dtype.newbyteorder("<")).tobytes()
+        for accept in (f"{ACCEPT_FRAMES}, application/octet-stream", "*/*"):
+            multi = client.get(one, headers={"Accept": accept})
+            assert multi.headers["content-type"].startswith("multipart/related")
+            assert split_multipart(multi.content, multi.headers["content-type"]) == [
+                (single.headers["content-type"], single.content)
+            ]
+        if len(numbers) > 1:
+            several = client.get(url, headers={"Accept": "application/octet-stream"})
+            assert several.headers["content-type"].startswith("multipart/related")
 
 
 def test_wado_rendered_png_with_window(loaded: Loaded) -> None:

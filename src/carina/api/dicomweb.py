@@ -517,15 +517,34 @@ def _frame_numbers(frames: str) -> list[int]:
     return numbers
 
 
+def _single_part_first(request: Request) -> bool:
+    """Whether the client's first acceptable media type is a bare ``application/octet-stream``
+    (a single-part response), rather than ``multipart/related`` or anything."""
+    for entry in request.headers.get("accept", "*/*").split(","):
+        kind, _params = media_type_params(entry)
+        if kind == "application/octet-stream":
+            return True
+        if kind in ("multipart/related", "*/*", "*"):
+            return False
+    return False
+
+
 @_route("GET", "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
 def retrieve_frames(
     study: str, series: str, sop: str, frames: str, request: Request, archive: ArchiveDep
 ) -> Response:
-    """WADO-RS: frames, uncompressed (application/octet-stream, little endian)."""
+    """WADO-RS: frames, uncompressed (application/octet-stream, little endian).
+
+    Multipart/related, unless one frame is asked for by a client whose first acceptable type is a
+    bare ``application/octet-stream`` (PS3.18 single-part payload): then the frame's bytes alone,
+    which a viewer takes without searching the payload for a boundary.
+    """
     _check_accept(request, "application/octet-stream")
     numbers = _frame_numbers(frames)
     ds = px.read_dataset(archive.read(_one(archive, study, series, sop)))
     contents = [px.frame_bytes(ds, n) for n in numbers]
+    if len(contents) == 1 and _single_part_first(request):
+        return Response(contents[0], media_type=OCTET_PART)
     boundary = new_boundary()
     body = b"".join(multipart_stream(boundary, ((OCTET_PART, c) for c in contents)))
     return Response(

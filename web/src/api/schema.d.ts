@@ -1453,6 +1453,10 @@ export interface paths {
         /**
          * Site Retrieve Frames
          * @description WADO-RS: frames, uncompressed (application/octet-stream, little endian).
+         *
+         *     Multipart/related, unless one frame is asked for by a client whose first acceptable type is a
+         *     bare ``application/octet-stream`` (PS3.18 single-part payload): then the frame's bytes alone,
+         *     which a viewer takes without searching the payload for a boundary.
          */
         get: operations["site_retrieve_frames"];
         put?: never;
@@ -1881,6 +1885,10 @@ export interface paths {
         /**
          * Project Retrieve Frames
          * @description WADO-RS: frames, uncompressed (application/octet-stream, little endian).
+         *
+         *     Multipart/related, unless one frame is asked for by a client whose first acceptable type is a
+         *     bare ``application/octet-stream`` (PS3.18 single-part payload): then the frame's bytes alone,
+         *     which a viewer takes without searching the payload for a boundary.
          */
         get: operations["project_retrieve_frames"];
         put?: never;
