@@ -29,6 +29,11 @@ export interface LoadedSeries {
   complete: () => Promise<void>;
 }
 
+/** The image a stack opens on: the middle one (preloaded and registered first). */
+export function openingIndex(count: number): number {
+  return Math.floor(count / 2);
+}
+
 /** Images whose metadata is naturalized in one task (see {@link LoadedSeries.complete}). */
 const NATURALIZE_CHUNK = 250;
 
@@ -84,7 +89,7 @@ export async function loadSeries(
   }
   // the naturalized copies take most of the registration time (about 0.15 ms an image): the
   // middle image's now, the others once asked for (after the first image), in slices of tasks
-  const middle = Math.floor(imageIds.length / 2);
+  const middle = openingIndex(imageIds.length);
   if (imageIds.length) void metadataUtilities.addDicomWebInstance(imageIds[middle], items[middle]);
   let completed: Promise<void> | null = null;
   const complete = () =>
@@ -126,7 +131,7 @@ export async function loadSeries(
  * Start loading the image the stack viewport opens on (the middle one) while the viewer is being
  * created, with the options the stack viewport loads it with: it takes the same cached image.
  */
-export function preloadImage(series: LoadedSeries, index = Math.floor(series.imageIds.length / 2)): void {
+export function preloadImage(series: LoadedSeries, index = openingIndex(series.imageIds.length)): void {
   const imageId = series.imageIds[index];
   if (!imageId) return;
   const { transferSyntaxUID } = (metaData.get(Enums.MetadataModules.TRANSFER_SYNTAX, imageId) ?? {}) as { transferSyntaxUID?: string };

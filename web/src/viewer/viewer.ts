@@ -29,7 +29,7 @@ import {
 import { h } from "../dom";
 import type { MeshActor } from "./meshes";
 import { applySegmentation, type LoadedSegmentation } from "./segmentations";
-import type { LoadedSeries } from "./series";
+import { openingIndex, type LoadedSeries } from "./series";
 import {
   BROWSER_VOLUME_BUDGET,
   MAX_BROWSER_SLICES,
@@ -460,8 +460,7 @@ export class Viewer {
 
   private async showStack(id: string, element: HTMLDivElement): Promise<void> {
     const viewport = this.engine.getViewport(id) as Types.IStackViewport;
-    const middle = Math.floor(this.series.imageIds.length / 2);
-    await viewport.setStack(this.series.imageIds, middle);
+    await viewport.setStack(this.series.imageIds, openingIndex(this.series.imageIds.length));
     viewport.setProperties({ voiRange: this.voiRange() });
     if (isPet(this.series.modality)) {
       applyPetDisplay(viewport);
