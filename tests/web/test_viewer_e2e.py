@@ -123,6 +123,12 @@ def lung_ct(shared_data: Path, web_server: WebServer) -> dict[str, Any]:
     # an ROI: the ellipse tool is drawn from its centre (the lung point) to a corner of its
     # bounding box: semi-axes of 15 and 10 pixels
     roi = [[lung[0], lung[1]], [lung[0] + 15, lung[1] + 10]]
+    # voxels of the volume the browser loads (column, row, slice along the normal) and their HU
+    rng = np.random.default_rng(7)
+    voxels = [[0, 0, 0], [cols - 1, rows - 1, len(datasets) - 1]]
+    voxels += [[int(rng.integers(cols)), int(rng.integers(rows)), int(k)] for k in range(30)]
+    voxels += [[lung[0], lung[1], len(datasets) // 2], [mediastinum[0], mediastinum[1], 3]]
+    voxel_hu = [float(_hu(datasets[k])[j, i]) for i, j, k in voxels]
     yy, xx = np.mgrid[0:rows, 0:cols]
     inside = ((xx - lung[0]) / 15) ** 2 + ((yy - lung[1]) / 10) ** 2 <= 1
     return {
@@ -135,6 +141,8 @@ def lung_ct(shared_data: Path, web_server: WebServer) -> dict[str, Any]:
         "mediastinum_hu": float(smooth[mediastinum[1], mediastinum[0]]),
         "roi": roi,
         "roi_mean": float(hu[inside].mean()),
+        "voxels": voxels,
+        "voxel_hu": voxel_hu,
         "mask": mask,
         "roi_area": float(np.pi * 15 * 10 * float(middle.PixelSpacing[0] * middle.PixelSpacing[1])),
     }
@@ -154,6 +162,7 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
             "mediastinum": lung_ct["mediastinum"],
             "length": length_points,
             "roi": lung_ct["roi"],
+            "voxels": lung_ct["voxels"],
         },
         timeout=300,
     )
@@ -204,6 +213,9 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
 
     for kind in ("axial", "sagittal", "coronal", "3d"):
         assert result["views"][kind]["std"] > 10, kind
+    # the volume came in one response (every frame of the series) and holds the files' HU
+    assert result["voxels"]["prefetched"] == 30
+    assert result["voxels"]["values"] == lung_ct["voxel_hu"]
     # the MIP slab is brighter than the thin plane it replaces
     assert result["mip"]["slab"] == "mip:40"
     assert result["mip"]["vsThin"] > 2

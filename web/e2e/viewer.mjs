@@ -159,6 +159,11 @@ await run(async (page, opts) => {
   await page.selectOption("[data-testid=layout]", "mpr3d");
   await page.waitForSelector("[data-testid=viewport-grid][data-status=ready]", { timeout: 120000 });
   timings.mprAnd3d = (Date.now() - mprStarted) / 1000;
+  // the volume's voxels (the whole series fetched in one response) against the DICOM files
+  const voxels = {
+    prefetched: Number(await page.getAttribute("[data-testid=viewer]", "data-frames-prefetched")),
+    values: await page.evaluate((points) => window.carinaViewer.volumeValues(points), p.voxels),
+  };
   await page.waitForTimeout(1500);
   const views = {};
   const shots = {};
@@ -207,5 +212,5 @@ await run(async (page, opts) => {
 
   lap("volume");
   await pageShot(page, out("mpr3d.png"));
-  return { patient, thumbnails, stack, overlay, mesh, scrolled, length, roi, views, mip, volume, timings, total: (Date.now() - t0) / 1000 };
+  return { patient, thumbnails, stack, overlay, mesh, scrolled, length, roi, views, voxels, mip, volume, timings, total: (Date.now() - t0) / 1000 };
 });

@@ -112,6 +112,28 @@ async def series_volume(
 
 
 @router.get(
+    SERIES + "/frames",
+    tags=["viewer"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+async def series_frames(
+    request: Request,
+    study: str,
+    series: str,
+    access: Annotated[Access, _in_project(Action.READ_STUDY)],
+) -> StreamingResponse:
+    """Every frame of a stored series in one response, for a viewer that loads the whole volume:
+    per frame a 4-byte little-endian header length, a JSON header ``{"sop", "frame",
+    "length"}`` and the frame's uncompressed little-endian values (as WADO-RS frames)."""
+    archive: Archive = request.app.state.archive
+    records = await run_in_threadpool(viewer.series_frames, archive, study, series)
+    return StreamingResponse(
+        records, media_type="application/octet-stream", headers={"Cache-Control": "private"}
+    )
+
+
+@router.get(
     SERIES + "/render",
     tags=["viewer"],
     response_class=Response,

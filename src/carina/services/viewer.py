@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy import func, select
 from carina.archive import Archive
 from carina.archive.archive import StoredInstance
 from carina.archive.dicomjson import PIXEL_TAGS
+from carina.archive.pixels import frame_bytes, frame_count, read_dataset
 from carina.core.errors import ConfigurationError, NotFoundError
 from carina.core.volume import LabelMap, Volume
 from carina.db import Instance, Series, Study
@@ -175,6 +177,33 @@ def cached_series(cache: ByteLRU, archive: Archive, study: str, series: str) -> 
 
     volume: Volume = cache.get(("volume", study, series, count), load)
     return volume
+
+
+FRAME_RECORD_HEAD = struct.Struct("<I")
+
+
+def series_frames(archive: Archive, study: str, series: str) -> Iterator[bytes]:
+    """Every frame of a stored series, uncompressed, as WADO-RS would give them one by one.
+
+    One record per frame, in the archive's order: the length of a JSON header (4 bytes, little
+    endian), the header ``{"sop": uid, "frame": n, "length": bytes}``, then the frame's pixel
+    values (little endian, as ``application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1``).
+    The instances are listed before the first record (NotFoundError when none); a frame that
+    cannot be decoded ends the stream early, and the client fetches what is missing frame by frame.
+    """
+    instances = archive.instances(study, series)
+
+    def records() -> Iterator[bytes]:
+        for instance in instances:
+            ds = read_dataset(archive.read(instance))
+            for number in range(1, frame_count(ds) + 1):
+                data = frame_bytes(ds, number)
+                head = json.dumps(
+                    {"sop": instance.sop_instance_uid, "frame": number, "length": len(data)}
+                ).encode()
+                yield FRAME_RECORD_HEAD.pack(len(head)) + head + data
+
+    return records()
 
 
 def default_window(volume: Volume) -> Window:

@@ -800,6 +800,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/projects/{project}/studies/{study}/series/{series}/frames": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Series Frames
+         * @description Every frame of a stored series in one response, for a viewer that loads the whole volume:
+         *     per frame a 4-byte little-endian header length, a JSON header ``{"sop", "frame",
+         *     "length"}`` and the frame's uncompressed little-endian values (as WADO-RS frames).
+         */
+        get: operations["series_frames"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/projects/{project}/studies/{study}/series/{series}/grow": {
         parameters: {
             query?: never;
@@ -4315,6 +4337,40 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    series_frames: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                study: string;
+                series: string;
+                /** @description Project name */
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": unknown;
+                };
             };
             /** @description Validation Error */
             422: {

@@ -29,6 +29,7 @@ import {
 import { h } from "../dom";
 import type { MeshActor } from "./meshes";
 import { applySegmentation, type LoadedSegmentation } from "./segmentations";
+import { forgetFrames, prefetchFrames } from "./frames";
 import { openingIndex, type LoadedSeries } from "./series";
 import {
   BROWSER_VOLUME_BUDGET,
@@ -486,11 +487,17 @@ export class Viewer {
 
   private ensureVolume(): Promise<void> {
     this.volumePromise ??= (async () => {
+      // the whole series in one response, registered for the loader (see frames.ts)
+      const project = this.options.project;
+      const { study, series, imageIds } = this.series;
+      const prefetched = project ? prefetchFrames(`${seriesApi(project, study, series)}/frames`, imageIds) : Promise.resolve(0);
       await this.series.complete();
-      const volume = await volumeLoader.createAndCacheVolume(this.volumeId, { imageIds: this.series.imageIds });
+      const volume = await volumeLoader.createAndCacheVolume(this.volumeId, { imageIds });
+      this.root.dataset.framesPrefetched = String(await prefetched);
       await new Promise<void>((resolve) => {
         (volume as unknown as { load: (done: () => void) => void }).load(() => resolve());
       });
+      forgetFrames(imageIds);
       this.volumeLoaded = true;
       this.root.dataset.volume = "loaded";
     })();
@@ -698,6 +705,14 @@ export class Viewer {
     const canvas = viewport.worldToCanvas(world);
     const box = cell.element.getBoundingClientRect();
     return [box.left + canvas[0], box.top + canvas[1]];
+  }
+
+  /** Values of the loaded volume at voxels (column i, row j, image k in the series' order). */
+  volumeValues(voxels: [number, number, number][]): number[] {
+    const volume = cache.getVolume(this.volumeId);
+    const voxelManager = volume?.voxelManager;
+    if (!voxelManager || !this.volumeLoaded) throw new Error("no volume loaded");
+    return voxels.map(([i, j, k]) => Number(voxelManager.getAtIJK(i, j, k)));
   }
 
   /** The world (LPS, mm) position of an image pixel (column, row) of the stack viewport's image. */
