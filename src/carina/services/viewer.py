@@ -180,6 +180,7 @@ def cached_series(cache: ByteLRU, archive: Archive, study: str, series: str) -> 
 
 
 FRAME_RECORD_HEAD = struct.Struct("<I")
+FRAME_CHUNK_BYTES = 8 << 20
 
 
 def series_frames(archive: Archive, study: str, series: str) -> Iterator[bytes]:
@@ -203,7 +204,20 @@ def series_frames(archive: Archive, study: str, series: str) -> Iterator[bytes]:
                 ).encode()
                 yield FRAME_RECORD_HEAD.pack(len(head)) + head + data
 
-    return records()
+    def chunks() -> Iterator[bytes]:
+        # several records per chunk: each chunk costs the server a thread hand-over and a send
+        pending: list[bytes] = []
+        size = 0
+        for record in records():
+            pending.append(record)
+            size += len(record)
+            if size >= FRAME_CHUNK_BYTES:
+                yield b"".join(pending)
+                pending, size = [], 0
+        if pending:
+            yield b"".join(pending)
+
+    return chunks()
 
 
 def default_window(volume: Volume) -> Window:
