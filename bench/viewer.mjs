@@ -53,6 +53,7 @@ try {
     );
     result.mprReady.push((Date.now() - mpr) / 1000);
     result.timings = JSON.parse((await page.getAttribute("[data-testid=viewer]", "data-timings")) ?? "{}");
+    result.prefetched = await page.getAttribute("[data-testid=viewer]", "data-frames-prefetched");
     // the viewer's own lap from the layout change to the three planes drawn (server planes: the
     // observed time only)
     if (result.timings.mpr !== undefined) result.mprInPage.push(result.timings.mpr / 1000);

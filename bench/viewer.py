@@ -192,7 +192,9 @@ def write(series: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
         "(the click's time to the viewer's `carina:first-image` mark); *observed* is the same as "
         "the automation sees it, its polling included. MPR ready: from choosing the 2x2 layout to "
         "the three planes drawn (the viewer's own lap where the browser builds the planes); for a "
-        "series the browser loads, that includes streaming the whole volume; over the viewer's "
+        "series the browser loads, that includes fetching every frame of the series (one "
+        "response from `.../frames`, decoded by Cornerstone's loader into the volume); over the "
+        "viewer's "
         "limit (1000 slices or 1 GiB) the planes are server-rendered images (`/render`) and there "
         "is no 3D. The first run of each series is cold (server caches empty).",
         "",
@@ -213,8 +215,11 @@ def write(series: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
         runs_first = ", ".join(f"{v:.2f}" for v in first) or result.get("error", "failed")
         observed = ", ".join(f"{v:.2f}" for v in result.get("observed", [])) or "-"
         runs_mpr = ", ".join(f"{v:.2f}" for v in mpr) or "-"
+        mode = str(result.get("mode"))
+        if result.get("prefetched"):
+            mode += f" ({result['prefetched']} frames in one response)"
         lines.append(
-            f"| {name} ({info['shape']}) | {info['ingest_s']:.0f} | {result.get('mode')} "
+            f"| {name} ({info['shape']}) | {info['ingest_s']:.0f} | {mode} "
             f"| {runs_first} | {observed} | {runs_mpr} | {'yes' if ok else 'no'} (medians) |"
         )
         for run, phases in enumerate(result.get("phases", []), start=1):
