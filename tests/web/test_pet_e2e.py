@@ -236,6 +236,8 @@ def test_pet_colour_suv_fusion_and_sync(web_server: WebServer, pet_ct: dict[str,
     # fusion: the CT's pixels change at the sphere and not far from it (below the fusion
     # threshold the PET is transparent); the opacity slider fades the sphere's colour
     fusion = result["fusion"]
+    # both volumes came in one response each: the CT's 30 frames and the PET's
+    assert fusion["prefetched"] == [30, len(pet_ct["pet_z"])]
     (before_centre, before_far), (after_centre, after_far) = (
         fusion["before"]["rgb"],
         fusion["after"]["rgb"],

@@ -117,7 +117,9 @@ await run(async (page, opts) => {
   await redrawn(page, left, () => page.evaluate((w) => window.carinaSync.jumpTo(w), p.centre));
   const coronalShot = await shot(page, left, out("fusion-coronal.png"));
   const coronal = await imageStats(page, coronalShot, await leftPoints());
-  const fusion = { before, after, fusedSuv, opacities, coronal };
+  // each side's volume came in one response
+  const prefetched = [await page.getAttribute(left, "data-frames-prefetched"), await page.getAttribute(right, "data-frames-prefetched")].map(Number);
+  const fusion = { before, after, fusedSuv, opacities, coronal, prefetched };
   await shot(page, right, out("sync-pet.png"));
   await page.screenshot({ path: out("fusion-page.png") }).catch(() => undefined);
 

@@ -5,7 +5,8 @@
 // with the options the volume asks for, and any frame missing (a response cut short, an image id
 // not in it) is fetched frame by frame as before. One response instead of one request per frame
 // saves the browser and the server most of the per-frame work (see bench/results/viewer.md).
-import { metaData } from "@cornerstonejs/core";
+import { metaData, volumeLoader } from "@cornerstonejs/core";
+import type { LoadedSeries } from "./series";
 
 const EXPLICIT_LE = "1.2.840.10008.1.2.1";
 const COMPRESSED_FRAME_DATA = "compressedFrameData";
@@ -98,4 +99,21 @@ export async function prefetchFrames(url: string, imageIds: string[]): Promise<n
 /** Drops what the loader did not take (the response's memory goes with it). */
 export function forgetFrames(imageIds: string[]): void {
   for (const imageId of imageIds) pending.delete(imageId);
+}
+
+/**
+ * Creates and loads the streaming volume of a series, its frames fetched in one response while
+ * the series' metadata is completed; resolves to how many frames came that way.
+ */
+export async function loadVolume(volumeId: string, series: LoadedSeries): Promise<number> {
+  const { imageIds } = series;
+  const prefetched = prefetchFrames(series.framesUrl, imageIds);
+  await series.complete();
+  const volume = await volumeLoader.createAndCacheVolume(volumeId, { imageIds });
+  const count = await prefetched;
+  await new Promise<void>((resolve) => {
+    (volume as unknown as { load: (done: () => void) => void }).load(() => resolve());
+  });
+  forgetFrames(imageIds);
+  return count;
 }

@@ -21,6 +21,8 @@ export interface LoadedSeries {
   volumeBytes: number;
   /** The default window from the header, when it has one. */
   window: { center: number; width: number } | null;
+  /** Every frame of the series in one response (see frames.ts). */
+  framesUrl: string;
   /**
    * Registers every image's metadata with Cornerstone's metadata store as well (the middle
    * image's is registered at once) and settles when done; started by the first caller. What goes
@@ -123,6 +125,7 @@ export async function loadSeries(
     description: tagValue(first, "0008103E"),
     volumeBytes: rows * columns * imageIds.length * 4,
     window: Number.isFinite(center) && Number.isFinite(width) && width > 0 ? { center, width } : null,
+    framesUrl: `/api/projects/${encodeURIComponent(project)}/studies/${study}/series/${series}/frames`,
     complete,
   };
 }

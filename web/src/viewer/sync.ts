@@ -3,7 +3,7 @@
 // optionally linked, and PET fused over the CT (same frame of reference) with adjustable opacity.
 // Both sides are orthographic volume viewports, so the same controls serve axial, sagittal and
 // coronal planes.
-import { Enums, RenderingEngine, cache, getRenderingEngine, metaData, volumeLoader, type Types } from "@cornerstonejs/core";
+import { Enums, RenderingEngine, cache, getRenderingEngine, metaData, type Types } from "@cornerstonejs/core";
 import {
   Enums as ToolEnums,
   PanTool,
@@ -16,6 +16,7 @@ import {
   type Types as ToolTypes,
 } from "@cornerstonejs/tools";
 import { h } from "../dom";
+import { loadVolume } from "./frames";
 import { applyPetDisplay, attachReadout, fusePetActor, isPet, volumeValueAt } from "./pet";
 import type { LoadedSeries } from "./series";
 import { initCornerstone } from "./setup";
@@ -248,10 +249,7 @@ export class SyncView {
   }
 
   private async loadVolume(side: Side): Promise<void> {
-    const volume = await volumeLoader.createAndCacheVolume(side.volumeId, { imageIds: side.series.imageIds });
-    await new Promise<void>((resolve) => {
-      (volume as unknown as { load: (done: () => void) => void }).load(() => resolve());
-    });
+    side.element.dataset.framesPrefetched = String(await loadVolume(side.volumeId, side.series));
   }
 
   viewport(side: Side): Types.IVolumeViewport {

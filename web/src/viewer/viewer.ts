@@ -6,7 +6,6 @@ import {
   cache,
   eventTarget,
   utilities,
-  volumeLoader,
   type Types,
 } from "@cornerstonejs/core";
 import {
@@ -29,7 +28,7 @@ import {
 import { h } from "../dom";
 import type { MeshActor } from "./meshes";
 import { applySegmentation, type LoadedSegmentation } from "./segmentations";
-import { forgetFrames, prefetchFrames } from "./frames";
+import { loadVolume } from "./frames";
 import { openingIndex, type LoadedSeries } from "./series";
 import {
   BROWSER_VOLUME_BUDGET,
@@ -488,16 +487,7 @@ export class Viewer {
   private ensureVolume(): Promise<void> {
     this.volumePromise ??= (async () => {
       // the whole series in one response, registered for the loader (see frames.ts)
-      const project = this.options.project;
-      const { study, series, imageIds } = this.series;
-      const prefetched = project ? prefetchFrames(`${seriesApi(project, study, series)}/frames`, imageIds) : Promise.resolve(0);
-      await this.series.complete();
-      const volume = await volumeLoader.createAndCacheVolume(this.volumeId, { imageIds });
-      this.root.dataset.framesPrefetched = String(await prefetched);
-      await new Promise<void>((resolve) => {
-        (volume as unknown as { load: (done: () => void) => void }).load(() => resolve());
-      });
-      forgetFrames(imageIds);
+      this.root.dataset.framesPrefetched = String(await loadVolume(this.volumeId, this.series));
       this.volumeLoaded = true;
       this.root.dataset.volume = "loaded";
     })();
