@@ -13,23 +13,15 @@ const COMPRESSED_FRAME_DATA = "compressedFrameData";
 /** Ahead of every other metadata provider: the loader asks before any network request. */
 const PRIORITY = 100000;
 
-interface PendingFrame {
-  buffer: ArrayBuffer;
-  offset: number;
-  length: number;
-}
-
 /** Frame bytes by image id, each handed to the loader once. */
-const pending = new Map<string, PendingFrame>();
+const pending = new Map<string, Uint8Array>();
 let registered = false;
 
 function provider(type: string, imageId: string): unknown {
   if (type !== COMPRESSED_FRAME_DATA) return undefined;
-  const frame = pending.get(imageId);
-  if (!frame) return undefined;
+  const pixelData = pending.get(imageId);
+  if (!pixelData) return undefined;
   pending.delete(imageId);
-  // a buffer of its own: the message to the decoding worker would otherwise copy the whole response
-  const pixelData = new Uint8Array(frame.buffer.slice(frame.offset, frame.offset + frame.length));
   return { transferSyntaxUid: EXPLICIT_LE, pixelData };
 }
 
@@ -39,59 +31,100 @@ export function frameKey(imageId: string): string | null {
   return match ? `${match[1]}/${match[2]}` : null;
 }
 
+interface FrameHead {
+  sop: string;
+  frame: number;
+  length: number;
+}
+
 /**
- * Parses the records of `GET .../series/{uid}/frames` (per frame: a 4-byte little-endian header
- * length, a JSON header `{sop, frame, length}`, the frame's bytes) into byte ranges by key
- * (`sop/frame`); a record cut short ends the parse.
+ * Reads the records of `GET .../series/{uid}/frames` as they arrive (per frame: a 4-byte
+ * little-endian header length, a JSON header `{sop, frame, length}`, the frame's bytes) and
+ * hands each complete frame over in a buffer of its own (the loader's message to its decoding
+ * worker copies a frame's whole buffer); a record cut short is dropped.
  */
-export function parseFrames(buffer: ArrayBuffer): Map<string, PendingFrame> {
-  const out = new Map<string, PendingFrame>();
-  const view = new DataView(buffer);
+export async function readFrames(
+  stream: ReadableStream<Uint8Array>,
+  onFrame: (key: string, bytes: Uint8Array) => void,
+): Promise<void> {
+  const reader = stream.getReader();
   const decoder = new TextDecoder();
-  let offset = 0;
-  while (offset + 4 <= buffer.byteLength) {
-    const headLength = view.getUint32(offset, true);
-    if (offset + 4 + headLength > buffer.byteLength) break;
-    const head = JSON.parse(decoder.decode(new Uint8Array(buffer, offset + 4, headLength))) as {
-      sop: string;
-      frame: number;
-      length: number;
-    };
-    const start = offset + 4 + headLength;
-    if (start + head.length > buffer.byteLength) break;
-    out.set(`${head.sop}/${head.frame}`, { buffer, offset: start, length: head.length });
-    offset = start + head.length;
+  const prefix = new Uint8Array(4);
+  let prefixFill = 0;
+  let head: Uint8Array | null = null;
+  let headFill = 0;
+  let meta: FrameHead | null = null;
+  let data: Uint8Array | null = null;
+  let dataFill = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    let at = 0;
+    while (at < value.length) {
+      if (meta && data) {
+        const n = Math.min(data.length - dataFill, value.length - at);
+        data.set(value.subarray(at, at + n), dataFill);
+        dataFill += n;
+        at += n;
+      } else if (head) {
+        const n = Math.min(head.length - headFill, value.length - at);
+        head.set(value.subarray(at, at + n), headFill);
+        headFill += n;
+        at += n;
+        if (headFill === head.length) {
+          meta = JSON.parse(decoder.decode(head)) as FrameHead;
+          data = new Uint8Array(meta.length);
+          dataFill = 0;
+          head = null;
+        }
+      } else {
+        const n = Math.min(4 - prefixFill, value.length - at);
+        prefix.set(value.subarray(at, at + n), prefixFill);
+        prefixFill += n;
+        at += n;
+        if (prefixFill === 4) {
+          head = new Uint8Array(new DataView(prefix.buffer).getUint32(0, true));
+          headFill = 0;
+          prefixFill = 0;
+        }
+      }
+      if (meta && data && dataFill === data.length) {
+        onFrame(`${meta.sop}/${meta.frame}`, data);
+        meta = null;
+        data = null;
+      }
+    }
   }
-  return out;
 }
 
 /**
  * Fetches every frame of a series in one response and registers those of `imageIds` for the
- * loader; resolves to how many were registered (0 when the request fails: the loader then
- * fetches each frame itself).
+ * loader; resolves to how many were registered (those before a failure: the loader fetches the
+ * others frame by frame).
  */
 export async function prefetchFrames(url: string, imageIds: string[]): Promise<number> {
   if (!registered) {
     metaData.addProvider(provider as never, PRIORITY);
     registered = true;
   }
-  let buffer: ArrayBuffer;
-  try {
-    const response = await fetch(url, { credentials: "same-origin" });
-    if (!response.ok) return 0;
-    buffer = await response.arrayBuffer();
-  } catch {
-    return 0;
-  }
-  const frames = parseFrames(buffer);
-  let count = 0;
+  const byKey = new Map<string, string>();
   for (const imageId of imageIds) {
     const key = frameKey(imageId);
-    const frame = key ? frames.get(key) : undefined;
-    if (frame) {
-      pending.set(imageId, frame);
-      count++;
-    }
+    if (key) byKey.set(key, imageId);
+  }
+  let count = 0;
+  try {
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok || !response.body) return 0;
+    await readFrames(response.body, (key, bytes) => {
+      const imageId = byKey.get(key);
+      if (imageId) {
+        pending.set(imageId, bytes);
+        count++;
+      }
+    });
+  } catch {
+    // what arrived stays registered; the rest comes frame by frame
   }
   return count;
 }
