@@ -237,6 +237,9 @@ def test_seg_and_nifti_export_read_back_identical(site: Site, lung: Lung) -> Non
     response = site.client.get(base + "/seg", headers=site.headers("viewer"))
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/dicom"
+    number = version["number"]
+    disposition = response.headers["content-disposition"]
+    assert disposition == f'attachment; filename="lungs-{seg["id"]}-v{number}.dcm"'
     ds = pydicom.dcmread(io.BytesIO(response.content))
     assert ds.Modality == "SEG"
     assert ds.StudyInstanceUID == lung.study
@@ -260,6 +263,8 @@ def test_seg_and_nifti_export_read_back_identical(site: Site, lung: Lung) -> Non
 
     response = site.client.get(base + "/nifti", headers=site.headers("viewer"))
     assert response.status_code == 200
+    disposition = response.headers["content-disposition"]
+    assert disposition == f'attachment; filename="lungs-{seg["id"]}-v{number}.nii.gz"'
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "labels.nii.gz"
         path.write_bytes(response.content)

@@ -74,6 +74,11 @@ def _project(access: Access) -> str:
     return access.project
 
 
+def _attachment(name: str) -> dict[str, str]:
+    """The header that names a download (``name`` is ASCII letters, digits, ``-_.``)."""
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
 def _audit(request: Request, access: Access, action: str, resource: str, detail: str = "") -> None:
     get_audit(request).record(
         action=action,
@@ -349,7 +354,11 @@ async def save_version(
     return _version_view(version)
 
 
-@router.get("/projects/{project}/segmentations/{seg_id}/versions/{version_id}")
+@router.get(
+    "/projects/{project}/segmentations/{seg_id}/versions/{version_id}",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 def get_version_labels(
     request: Request, seg_id: SegId, version_id: VersionId, access: Read
 ) -> Response:
@@ -389,27 +398,43 @@ def diff_versions(
     return service.diff(project, seg_id, base, version_id)
 
 
-@router.get("/projects/{project}/segmentations/{seg_id}/versions/{version_id}/seg")
+@router.get(
+    "/projects/{project}/segmentations/{seg_id}/versions/{version_id}/seg",
+    response_class=Response,
+    responses={200: {"content": {"application/dicom": {}}}},
+)
 def export_version_seg(
     request: Request, seg_id: SegId, version_id: VersionId, access: Read
 ) -> Response:
     """A version as a DICOM SEG referencing the source instances."""
-    data = _service(request).export_seg(_project(access), seg_id, version_id)
+    service = _service(request)
+    data = service.export_seg(_project(access), seg_id, version_id)
+    name = service.export_filename(_project(access), seg_id, version_id, ".dcm")
     _audit(request, access, "annotation.export", f"segmentation {seg_id}", f"SEG {version_id}")
-    return Response(data, media_type="application/dicom")
+    return Response(data, media_type="application/dicom", headers=_attachment(name))
 
 
-@router.get("/projects/{project}/segmentations/{seg_id}/versions/{version_id}/nifti")
+@router.get(
+    "/projects/{project}/segmentations/{seg_id}/versions/{version_id}/nifti",
+    response_class=Response,
+    responses={200: {"content": {"application/gzip": {}}}},
+)
 def export_version_nifti(
     request: Request, seg_id: SegId, version_id: VersionId, access: Read
 ) -> Response:
     """A version as a gzipped NIfTI label map on the series grid."""
-    data = _service(request).export_nifti(_project(access), seg_id, version_id)
+    service = _service(request)
+    data = service.export_nifti(_project(access), seg_id, version_id)
+    name = service.export_filename(_project(access), seg_id, version_id, ".nii.gz")
     _audit(request, access, "annotation.export", f"segmentation {seg_id}", f"NIfTI {version_id}")
-    return Response(data, media_type="application/gzip")
+    return Response(data, media_type="application/gzip", headers=_attachment(name))
 
 
-@router.get("/projects/{project}/segmentations/{seg_id}/versions/{version_id}/slicer")
+@router.get(
+    "/projects/{project}/segmentations/{seg_id}/versions/{version_id}/slicer",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
 def export_version_slicer(
     request: Request, seg_id: SegId, version_id: VersionId, access: Read
 ) -> Response:
@@ -417,11 +442,7 @@ def export_version_slicer(
     label of the set, with its name, colour and code."""
     name, data = _service(request).export_slicer(_project(access), seg_id, version_id)
     _audit(request, access, "annotation.export", f"segmentation {seg_id}", f"Slicer {version_id}")
-    return Response(
-        data,
-        media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return Response(data, media_type="application/octet-stream", headers=_attachment(name))
 
 
 @router.post("/projects/{project}/segmentations/{seg_id}/import", status_code=201)
@@ -503,7 +524,11 @@ def add_shape(request: Request, body: ShapeIn, access: Write) -> dict[str, Any]:
     return _shape_view(info)
 
 
-@router.get("/projects/{project}/studies/{study}/series/{series}/shapes/sr")
+@router.get(
+    "/projects/{project}/studies/{study}/series/{series}/shapes/sr",
+    response_class=Response,
+    responses={200: {"content": {"application/dicom": {}}}},
+)
 def export_shapes_sr(request: Request, study: str, series: str, access: Read) -> Response:
     """The geometric annotations of a series as a DICOM SR (TID 1500 measurement report)."""
     service = _service(request)

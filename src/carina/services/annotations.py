@@ -298,16 +298,21 @@ class Annotations:
             path = write_image(labels, Path(tmp) / "labels.nii.gz")
             return path.read_bytes()
 
-    def export_slicer(self, project: str, seg_id: int, version_id: int) -> tuple[str, bytes]:
-        """A version as a 3D Slicer segmentation (``.seg.nrrd``): one segment per label of the
-        set, with its name, colour and code. Returns a file name for it and its bytes."""
+    def export_filename(self, project: str, seg_id: int, version_id: int, suffix: str) -> str:
+        """A file name for an export of a version: the segmentation's name (ASCII letters,
+        digits, ``-`` and ``_``), its id and the version's number, then ``suffix``."""
         seg = self.store.segmentation(project, seg_id)
         version = self.store.version(project, seg_id, version_id)
-        labels = self.label_map(project, seg_id, version_id)
         stem = "".join(
             c if (c.isascii() and c.isalnum()) or c in "-_" else "_" for c in seg.name
         ).strip("_")
-        name = f"{stem or 'segmentation'}-{seg_id}-v{version.number}{SEG_NRRD_SUFFIX}"
+        return f"{stem or 'segmentation'}-{seg_id}-v{version.number}{suffix}"
+
+    def export_slicer(self, project: str, seg_id: int, version_id: int) -> tuple[str, bytes]:
+        """A version as a 3D Slicer segmentation (``.seg.nrrd``): one segment per label of the
+        set, with its name, colour and code. Returns a file name for it and its bytes."""
+        name = self.export_filename(project, seg_id, version_id, SEG_NRRD_SUFFIX)
+        labels = self.label_map(project, seg_id, version_id)
         with tempfile.TemporaryDirectory(prefix="carina-slicer-") as tmp:
             path = write_seg_nrrd(labels, Path(tmp) / f"labels{SEG_NRRD_SUFFIX}")
             return name, path.read_bytes()
