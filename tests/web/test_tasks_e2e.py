@@ -175,6 +175,7 @@ def test_task_review_cycle_in_the_browser(shared_data: Path, tasks_server: WebSe
     assert f"series={series}" in result["opened"]["url"]
     assert result["painted"]["1"] > 100
     assert states["saved"]["state"] == "in_progress"
+    assert states["savedBar"] == "In progress"  # the task bar followed the save
     assert states["submitted"]["state"] == "submitted"
     # no review of one's own work: no buttons, the reason shown, and the server says 403
     own = result["ownReview"]

@@ -114,6 +114,9 @@ await run(async (page, opts) => {
   await page.waitForSelector(`${PANEL}[data-status=saved]`, { timeout: 30000 });
   const saved = await page.$eval(PANEL, (el) => ({ ...el.dataset }));
   states.saved = await serverPart(page, opts, task, annotator);
+  // the task bar follows the save without a reload
+  await page.waitForSelector("[data-testid=task-bar][data-state=in_progress]", { timeout: 10000 });
+  states.savedBar = await page.$eval("[data-testid=task-bar] [data-testid=task-state]", (el) => el.textContent);
   await page.click("[data-testid=taskbar-submit]");
   await page.waitForSelector("[data-testid=task-bar][data-state=submitted]");
   await page.screenshot({ path: out("submitted.png") });

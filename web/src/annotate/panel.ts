@@ -19,6 +19,7 @@ import {
   state as toolState,
 } from "@cornerstonejs/tools";
 import type { ApiClient } from "../api/client";
+import { VERSION_SAVED } from "../events";
 import { h } from "../dom";
 import { applySegmentation, listSegmentations, LoadedSegmentation, registerLabelmap, type RawLabelmap, type SegSummary } from "../viewer/segmentations";
 import type { Viewer } from "../viewer/viewer";
@@ -747,6 +748,7 @@ export class AnnotationPanel {
       this.root.dataset.voxels = String(voxels);
       this.renderHistory();
       this.setStatus("saved", `Saved as version #${saved.number}`);
+      document.dispatchEvent(new CustomEvent(VERSION_SAVED, { detail: { segmentation: seg.id, version: saved.id } }));
       return saved;
     } catch (error) {
       if (error instanceof ConflictError) await this.showConflict(error);

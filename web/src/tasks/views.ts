@@ -4,6 +4,7 @@
 import "./tasks.css";
 import { tagValue, type DicomJson } from "../api/client";
 import { h } from "../dom";
+import { VERSION_SAVED } from "../events";
 import type { AppContext } from "../main";
 import { STATES, TasksApi, explain, taskUrl, type Assignment, type TaskView } from "./api";
 
@@ -296,6 +297,15 @@ export async function mountTaskBar(
   } catch (error) {
     bar.replaceChildren(h("p", { class: "error" }, explain(error)));
   }
+  // a saved version moves an open part to "in progress": show the server's state again
+  const refresh = () => {
+    if (!bar.isConnected) {
+      document.removeEventListener(VERSION_SAVED, refresh);
+      return;
+    }
+    tasks.task(taskId).then(render, () => undefined);
+  };
+  document.addEventListener(VERSION_SAVED, refresh);
   return bar;
 }
 
