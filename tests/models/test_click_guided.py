@@ -121,6 +121,9 @@ def test_a_click_segments_that_organ_on_a_held_out_ct(
     elsewhere = runner.run(ct_dicom.volume, foreground=[_deepest(ct_dicom, other)])
     assert dice(elsewhere.labels.mask(1), ref) < 0.1
     assert sum(result.timings.values()) < 5.0  # sub-second measured; room for a loaded machine
+    # clicks as an (n, 3) array are the same clicks
+    as_array = runner.run(ct_dicom.volume, foreground=np.array([click]))
+    assert np.array_equal(as_array.labels.array, result.labels.array)
 
 
 def _correction(case: Case, ref: np.ndarray, got: np.ndarray) -> tuple[bool, list[float]] | None:
@@ -166,6 +169,8 @@ def test_interactive_runner_refuses_calls_without_clicks(
         runner.run(ct_dicom.volume, foreground=[[0.0, 0.0, 0.0]], tolerance_hu=3)
     with pytest.raises(ModelError, match="outside the image"):
         runner.run(ct_dicom.volume, foreground=[[0.0, 0.0, 1e4]])
+    with pytest.raises(ModelError, match=r"\[x, y, z\]"):
+        runner.run(ct_dicom.volume, foreground=[[0.0, 0.0]])
     # installed, it is a tool of the registry, which a plain segmentation call cannot run
     spec = add_model(tmp_path / "models", tiny_click.folder)
     assert spec.interactive

@@ -127,6 +127,16 @@ def antialias(volume: Volume, spacing: Sequence[float] | None) -> Volume:
     return volume.with_array(smooth)
 
 
+def _points(value: Any) -> list[list[float]]:
+    """Clicks given as any sequence of [x, y, z] (lists, tuples, an (n, 3) array)."""
+    if value is None:
+        return []
+    out = [[float(c) for c in p] for p in value]
+    if any(len(p) != 3 for p in out):
+        raise ModelError("clicks are [x, y, z] points in LPS mm")
+    return out
+
+
 def _divisor(spec: ModelSpec) -> int:
     """The factor the network's strides need the input size to be a multiple of."""
     args = (spec.network or {}).get("args") or {}
@@ -172,8 +182,8 @@ class ClickGuidedRunner(TorchRunner):
         unknown = set(params) - {"foreground", "background", "margin_mm"}
         if unknown:
             raise ModelError(f"model {self.spec.id!r}: unknown parameters {sorted(unknown)}")
-        foreground = list(params.get("foreground") or [])
-        background = list(params.get("background") or [])
+        foreground = _points(params.get("foreground"))
+        background = _points(params.get("background"))
         if not foreground:
             raise ModelError(
                 f"model {self.spec.id!r} is interactive: it needs at least one foreground click"

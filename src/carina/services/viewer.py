@@ -39,7 +39,8 @@ from carina.dicom.seg import (
 from carina.imaging import resample_to_geometry
 from carina.models.base import SegmentationResult
 from carina.models.click_guided import ClickGuidedRunner
-from carina.models.installed import check_id, models_dir
+from carina.models.installed import check_id
+from carina.models.installed import models_dir as installed_models_dir
 from carina.models.interactive import click_grow, grow_from_seeds
 from carina.models.spec import SPEC_FILE, ModelSpec
 from carina.render import (
@@ -404,7 +405,7 @@ class InteractiveModels:
     @classmethod
     def in_data_dir(cls, data_dir: str | Path) -> InteractiveModels:
         """The models installed in ``data_dir``'s models folder (``carina models add``)."""
-        return cls(models_dir(data_dir))
+        return cls(installed_models_dir(data_dir))
 
     def get(self, model_id: str) -> ClickGuidedRunner:
         """The loaded runner of model ``model_id``; :class:`ModelError` when it is not installed
