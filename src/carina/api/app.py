@@ -199,6 +199,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
                 "X-Carina-Offset",
                 "X-Carina-Voxels",
                 "X-Carina-Volume-Ml",
+                "X-Carina-Method",
                 "ETag",
             ],
         )
