@@ -110,7 +110,7 @@ def test_a_click_through_the_model_gives_the_organ(
     expected = runner.run(volume, foreground=[click]).labels.mask(1)
     assert np.array_equal(mask, expected)
     assert int(response.headers["X-Carina-Voxels"]) == int(mask.sum())
-    assert dice(mask, spleen) >= 0.40  # 0.48 measured (tests/models/test_click_guided.py)
+    assert dice(mask, spleen) >= 0.42  # 0.51 measured (tests/models/test_click_guided.py)
     # the model stays loaded: a second click answers with the same runner, without loading it
     models = model_site.app.state.interactive_models
     held = models.get("tiny-click")
