@@ -47,7 +47,7 @@ from carina.services.auth import auth_services, server_secret
 from carina.services.jobs import jobs_engine
 from carina.services.pacs_sync import SyncRules, SyncScheduler
 from carina.services.settings import Settings
-from carina.services.viewer import ByteLRU
+from carina.services.viewer import ByteLRU, InteractiveModels
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
     app.state.settings = settings
     app.state.secret = secret
     app.state.viewer_cache = ByteLRU(settings.viewer_cache_bytes)
+    app.state.interactive_models = InteractiveModels.in_data_dir(settings.data_dir)
     app.state.limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None, archive: Archive | None = None)
                 "X-Carina-Offset",
                 "X-Carina-Voxels",
                 "X-Carina-Volume-Ml",
+                "X-Carina-Method",
                 "ETag",
             ],
         )

@@ -174,12 +174,21 @@ async def series_render(
 
 
 class GrowRequest(BaseModel):
-    method: str = Field(default="click", description="click (region growing) or seeds")
+    method: str = Field(
+        default="click",
+        description="click (region growing), seeds (grow from seeds) or model (an installed "
+        "interactive model)",
+    )
+    model: str | None = Field(
+        default=None, max_length=64, description="id of the interactive model (method model)"
+    )
     points: list[list[float]] = Field(
         min_length=1, max_length=64, description="clicks in LPS mm (foreground seeds)"
     )
     background: list[list[float]] = Field(
-        default_factory=list, max_length=64, description="background clicks (method seeds)"
+        default_factory=list,
+        max_length=64,
+        description="background clicks (methods seeds and model)",
     )
     tolerance_hu: float | None = Field(
         default=None, gt=0, le=2000, description="fixed interval around the clicks' value"
@@ -199,16 +208,28 @@ async def series_grow(
     body: GrowRequest,
     access: Annotated[Access, _in_project(Action.ANNOTATE)],
 ) -> Response:
-    """A region grown from clicks, without model weights: the block of the series grid (C order
-    (k, j, i), uint8, 1 inside) that holds it, placed by ``X-Carina-Offset``."""
+    """A region grown from clicks: the block of the series grid (C order (k, j, i), uint8, 1
+    inside) that holds it, placed by ``X-Carina-Offset``. Weight-free (``click``, ``seeds``) or
+    by an installed interactive model (``model``, named by ``model``; 400 when no interactive
+    model of that id is installed)."""
     if any(len(p) != 3 for p in [*body.points, *body.background]):
         raise HTTPException(422, "points are [x, y, z] in LPS mm")
+    if body.method == "model" and not body.model:
+        raise HTTPException(422, "method model needs the id of an interactive model in 'model'")
 
     def work() -> Response:
+        runner = None
+        if body.method == "model":
+            assert body.model is not None
+            models: viewer.InteractiveModels = request.app.state.interactive_models
+            try:
+                runner = models.get(body.model)
+            except ModelError as exc:
+                raise HTTPException(400, str(exc)) from exc
         volume = _volume(request, study, series)
         try:
             grown = viewer.grow_region(
-                volume, body.method, body.points, body.background, body.tolerance_hu
+                volume, body.method, body.points, body.background, body.tolerance_hu, runner
             )
         except (ConfigurationError, ModelError) as exc:
             raise HTTPException(422, str(exc)) from exc
@@ -218,6 +239,9 @@ async def series_grow(
             "X-Carina-Offset": ",".join(str(n) for n in grown.offset),
             "X-Carina-Voxels": str(grown.voxels),
             "X-Carina-Volume-Ml": f"{grown.volume_ml:.3f}",
+            "X-Carina-Method": body.method
+            if runner is None
+            else f"model {runner.spec.id} {runner.spec.version}",
             "Server-Timing": ", ".join(
                 f"{stage};dur={seconds * 1000:.0f}" for stage, seconds in grown.seconds.items()
             ),

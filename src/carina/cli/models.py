@@ -45,11 +45,11 @@ def list_command(
         console.print_json(json.dumps([spec.to_dict() for spec, _ in found]))
         return
     table = Table(title=f"Models in {models_dir(data_dir)}", title_justify="left")
-    for col in ("id", "version", "format", "task", "labels"):
+    for col in ("id", "version", "kind", "format", "task", "labels"):
         table.add_column(col)
     for spec, _ in found:
         labels = ", ".join(lab.name for lab in spec.labels)
-        table.add_row(spec.id, spec.version, spec.format, spec.task, labels)
+        table.add_row(spec.id, spec.version, spec.kind, spec.format, spec.task, labels)
     console.print(table)
 
 

@@ -6,7 +6,8 @@ The built-in tools need no weights (:mod:`carina.models.tools`); interactive reg
 :mod:`carina.models.interactive`. Trained models are a :class:`ModelSpec` run by a
 :class:`ModelRunner` (PyTorch, TorchScript, ONNX Runtime: :mod:`carina.models.torch_runner`;
 MONAI bundles: :mod:`carina.models.bundle`; the installed-models folder:
-:mod:`carina.models.installed`). Depends on core, imaging and dicom only (torch, monai and
+:mod:`carina.models.installed`); interactive models, which also take the user's clicks, are run
+by :mod:`carina.models.click_guided`. Depends on core, imaging and dicom only (torch, monai and
 onnxruntime are imported when a model loads).
 """
 

@@ -39,7 +39,11 @@ def check_id(model_id: str) -> str:
 
 
 def runner_for(spec: ModelSpec, folder: str | Path, device: str | None = None) -> Runner:
-    """The runner for ``spec`` (weights under ``folder``), by format."""
+    """The runner for ``spec`` (weights under ``folder``), by kind and format."""
+    if spec.interactive:
+        from carina.models.click_guided import ClickGuidedRunner
+
+        return ClickGuidedRunner(spec, folder, device=device)
     if spec.format in ("torch", "torchscript"):
         from carina.models.torch_runner import TorchRunner
 

@@ -5,6 +5,11 @@ with names/colours/codes, citation) plus what a runner needs to feed the network
 spacing in mm (the volume is resampled to it in patient space), the intensity handling, the
 sliding-window size, the weights format and file, and the licence. It is read from and written to
 a ``model.json`` beside the weights (see :mod:`carina.models.installed`).
+
+``kind`` says how a model is called: ``segmentation`` models take an image and return labels;
+``interactive`` models take an image plus foreground and background clicks (the network input
+is the image and one guidance map per click type, :class:`Guidance`), see
+:mod:`carina.models.click_guided`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from carina.models.base import ToolSpec
 
 #: Weight formats a runner exists for.
 FORMATS = ("torch", "torchscript", "onnx", "monai-bundle")
+#: How a model is called: image only, or image plus clicks.
+KINDS = ("segmentation", "interactive")
+#: The formats an interactive model may have (its runner feeds three input channels itself).
+INTERACTIVE_FORMATS = ("torch", "torchscript")
 SPEC_FILE = "model.json"
 
 
@@ -43,6 +52,25 @@ class Intensity:
 
 
 @dataclass(frozen=True)
+class Guidance:
+    """How the clicks of an interactive model become network input (DeepEdit-style).
+
+    The network sees three channels on its grid: the image, a foreground map and a background
+    map; each map is a Gaussian of ``sigma_mm`` around each click of its kind (maximum over the
+    clicks, 1 at a click, 0 far away, an empty map when there is no click of that kind). The
+    network runs on a region of interest: the clicks' bounding box grown by ``margin_mm`` on
+    every side, clipped to the image.
+    """
+
+    sigma_mm: float = 9.0
+    margin_mm: float = 90.0
+
+    def __post_init__(self) -> None:
+        if not self.sigma_mm > 0 or not self.margin_mm > 0:
+            raise ModelError("guidance sigma_mm and margin_mm must be positive")
+
+
+@dataclass(frozen=True)
 class ModelSpec(ToolSpec):
     """A trained model: a :class:`ToolSpec` plus its input handling and weights.
 
@@ -51,7 +79,8 @@ class ModelSpec(ToolSpec):
     Output channel ``i`` of the network is label value ``i`` (channel 0 is background).
     ``network`` names a MONAI network and its arguments when the weights are a state dict
     (``format="torch"``). ``weights`` is the weights file (or the bundle folder) relative to the
-    spec's folder.
+    spec's folder. ``kind`` is ``segmentation`` (image in, labels out) or ``interactive``
+    (image and clicks in, :attr:`guidance` saying how clicks become input channels).
     """
 
     format: str = "torch"
@@ -63,10 +92,24 @@ class ModelSpec(ToolSpec):
     overlap: float = 0.25
     network: dict[str, Any] | None = None
     licence: str = ""
+    kind: str = "segmentation"
+    guidance: Guidance | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ModelError(f"model {self.id!r}: unknown format {self.format!r} ({FORMATS})")
+        if self.kind not in KINDS:
+            raise ModelError(f"model {self.id!r}: unknown kind {self.kind!r} ({KINDS})")
+        if self.kind == "interactive":
+            if self.format not in INTERACTIVE_FORMATS:
+                raise ModelError(
+                    f"model {self.id!r}: an interactive model is {' or '.join(INTERACTIVE_FORMATS)}"
+                    f", not {self.format!r}"
+                )
+            if self.guidance is None:
+                object.__setattr__(self, "guidance", Guidance())
+        elif self.guidance is not None:
+            raise ModelError(f"model {self.id!r}: guidance is for interactive models only")
         if self.spacing is not None and (
             len(self.spacing) != 3 or any(float(s) <= 0 for s in self.spacing)
         ):
@@ -99,13 +142,24 @@ class ModelSpec(ToolSpec):
             "roi_size": list(self.roi_size),
             "overlap": self.overlap,
             "network": self.network,
+            "kind": self.kind,
+            "guidance": (
+                {"sigma_mm": self.guidance.sigma_mm, "margin_mm": self.guidance.margin_mm}
+                if self.guidance is not None
+                else None
+            ),
         }
+
+    @property
+    def interactive(self) -> bool:
+        return self.kind == "interactive"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
         try:
             spacing = data.get("spacing")
             inten = data.get("intensity") or {}
+            guide = data.get("guidance")
             return cls(
                 id=str(data["id"]),
                 version=str(data["version"]),
@@ -133,10 +187,16 @@ class ModelSpec(ToolSpec):
                 roi_size=tuple(int(s) for s in data.get("roi_size", (96, 96, 96))),  # type: ignore[arg-type]
                 overlap=float(data.get("overlap", 0.25)),
                 network=data.get("network"),
+                kind=str(data.get("kind", "segmentation")),
+                guidance=(
+                    Guidance(float(guide.get("sigma_mm", 9.0)), float(guide.get("margin_mm", 90.0)))
+                    if guide is not None
+                    else None
+                ),
             )
         except ModelError:
             raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise ModelError(f"invalid model spec: {exc!r}") from exc
 
     def save(self, folder: str | Path) -> Path:

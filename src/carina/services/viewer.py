@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from carina.archive import Archive
 from carina.archive.archive import StoredInstance
 from carina.archive.dicomjson import PIXEL_TAGS
 from carina.archive.pixels import frame_bytes, frame_count, read_dataset
-from carina.core.errors import ConfigurationError, NotFoundError
+from carina.core.errors import ConfigurationError, ModelError, NotFoundError
 from carina.core.volume import LabelMap, Volume
 from carina.db import Instance, Series, Study
 from carina.dicom import InstanceRef, SeriesInfo, load_series
@@ -38,7 +39,12 @@ from carina.dicom.seg import (
     segment_labels,
 )
 from carina.imaging import resample_to_geometry
+from carina.models.base import SegmentationResult
+from carina.models.click_guided import ClickGuidedRunner
+from carina.models.installed import check_id
+from carina.models.installed import models_dir as installed_models_dir
 from carina.models.interactive import click_grow, grow_from_seeds
+from carina.models.spec import SPEC_FILE, ModelSpec
 from carina.render import (
     Plane,
     Projection,
@@ -429,22 +435,73 @@ class GrownRegion:
     seconds: dict[str, float]
 
 
+class InteractiveModels:
+    """The interactive models installed under ``models_dir``, each loaded at its first use and
+    kept warm (reloaded when its ``model.json`` changes), one loader at a time."""
+
+    def __init__(self, models_dir: str | Path, device: str | None = None) -> None:
+        self.models_dir = Path(models_dir)
+        self.device = device
+        self._runners: dict[str, tuple[float, ClickGuidedRunner]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def in_data_dir(cls, data_dir: str | Path) -> InteractiveModels:
+        """The models installed in ``data_dir``'s models folder (``carina models add``)."""
+        return cls(installed_models_dir(data_dir))
+
+    def get(self, model_id: str) -> ClickGuidedRunner:
+        """The loaded runner of model ``model_id``; :class:`ModelError` when it is not installed
+        or not an interactive model."""
+        try:
+            folder = self.models_dir / check_id(model_id)
+        except ModelError:
+            raise ModelError(f"no installed model {model_id!r}") from None
+        spec_file = folder / SPEC_FILE
+        with self._lock:
+            try:
+                stamp = spec_file.stat().st_mtime
+            except OSError:
+                self._runners.pop(model_id, None)
+                raise ModelError(f"no installed model {model_id!r}") from None
+            held = self._runners.get(model_id)
+            if held is not None and held[0] == stamp:
+                return held[1]
+            spec = ModelSpec.load(folder)
+            if not spec.interactive:
+                raise ModelError(
+                    f"model {model_id!r} is a {spec.kind} model, not an interactive model "
+                    "(kind 'interactive': image and clicks in)"
+                )
+            runner = ClickGuidedRunner(spec, folder, device=self.device)
+            runner.ensure_loaded()
+            self._runners[model_id] = (stamp, runner)
+            return runner
+
+
 def grow_region(
     volume: Volume,
     method: str,
     points: list[list[float]],
     background: list[list[float]],
     tolerance_hu: float | None,
+    model: ClickGuidedRunner | None = None,
 ) -> GrownRegion:
-    """Run click region growing (``click``) or grow-from-seeds (``seeds``) on ``volume``."""
+    """Run click region growing (``click``), grow-from-seeds (``seeds``) or the interactive
+    ``model`` (``model``: ``points`` are its foreground clicks) on ``volume``."""
+    result: SegmentationResult
     if method == "click":
         result = click_grow(volume, points, tolerance_hu=tolerance_hu)
     elif method == "seeds":
         if not background:
             raise ConfigurationError("grow-from-seeds needs background points too")
         result = grow_from_seeds(volume, points, background)
+    elif method == "model":
+        if model is None:
+            raise ConfigurationError("method model needs an interactive model")
+        result = model.run(volume, foreground=points, background=background)
     else:
-        raise ConfigurationError(f"unknown method {method!r}: click or seeds")
+        raise ConfigurationError(f"unknown method {method!r}: click, seeds or model")
     mask = np.asarray(result.labels.array) > 0  # (i, j, k)
     voxels = int(mask.sum())
     if voxels == 0:

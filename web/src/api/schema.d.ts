@@ -833,8 +833,10 @@ export interface paths {
         put?: never;
         /**
          * Series Grow
-         * @description A region grown from clicks, without model weights: the block of the series grid (C order
-         *     (k, j, i), uint8, 1 inside) that holds it, placed by ``X-Carina-Offset``.
+         * @description A region grown from clicks: the block of the series grid (C order (k, j, i), uint8, 1
+         *     inside) that holds it, placed by ``X-Carina-Offset``. Weight-free (``click``, ``seeds``) or
+         *     by an installed interactive model (``model``, named by ``model``; 400 when no interactive
+         *     model of that id is installed).
          */
         post: operations["series_grow"];
         delete?: never;
@@ -2181,15 +2183,20 @@ export interface components {
         GrowRequest: {
             /**
              * Background
-             * @description background clicks (method seeds)
+             * @description background clicks (methods seeds and model)
              */
             background?: number[][];
             /**
              * Method
-             * @description click (region growing) or seeds
+             * @description click (region growing), seeds (grow from seeds) or model (an installed interactive model)
              * @default click
              */
             method: string;
+            /**
+             * Model
+             * @description id of the interactive model (method model)
+             */
+            model?: string | null;
             /**
              * Points
              * @description clicks in LPS mm (foreground seeds)
