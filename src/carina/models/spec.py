@@ -19,7 +19,7 @@ from carina.core.labels import LabelSet
 from carina.models.base import ToolSpec
 
 #: Weight formats a runner exists for.
-FORMATS = ("torch", "torchscript", "onnx", "monai-bundle")
+FORMATS = ("torch", "torchscript", "onnx", "monai-bundle", "nnunet")
 SPEC_FILE = "model.json"
 
 
@@ -50,8 +50,9 @@ class ModelSpec(ToolSpec):
     network sees; ``None`` keeps the input grid. ``roi_size`` is the sliding-window patch (voxels).
     Output channel ``i`` of the network is label value ``i`` (channel 0 is background).
     ``network`` names a MONAI network and its arguments when the weights are a state dict
-    (``format="torch"``). ``weights`` is the weights file (or the bundle folder) relative to the
-    spec's folder.
+    (``format="torch"``). ``weights`` is the weights file (or the bundle or nnU-Net folder)
+    relative to the spec's folder. ``options`` holds format-specific settings (for ``nnunet``:
+    configuration, trainer, plans, folds, checkpoint, input channels, nnU-Net's reader).
     """
 
     format: str = "torch"
@@ -63,6 +64,7 @@ class ModelSpec(ToolSpec):
     overlap: float = 0.25
     network: dict[str, Any] | None = None
     licence: str = ""
+    options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -99,6 +101,7 @@ class ModelSpec(ToolSpec):
             "roi_size": list(self.roi_size),
             "overlap": self.overlap,
             "network": self.network,
+            "options": self.options,
         }
 
     @classmethod
@@ -133,6 +136,7 @@ class ModelSpec(ToolSpec):
                 roi_size=tuple(int(s) for s in data.get("roi_size", (96, 96, 96))),  # type: ignore[arg-type]
                 overlap=float(data.get("overlap", 0.25)),
                 network=data.get("network"),
+                options=data.get("options"),
             )
         except ModelError:
             raise
