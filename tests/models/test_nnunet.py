@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,18 @@ class TinyNnUNet:
         return self.cases[0].image
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread: on a shared two-core machine a second thread waiting for a busy core
+    makes nnU-Net's inference many times slower (and its timings meaningless)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def tiny_nnunet(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyNnUNet:
     work = tmp_path_factory.mktemp("nnunet")
@@ -82,7 +95,8 @@ def runner(tiny_nnunet: TinyNnUNet) -> NnUNetRunner:
 
 
 def _nnunetv2_predict(work: Path, inputs: dict[str, Volume | Path], out: Path) -> dict[str, Path]:
-    """nnU-Net's own command line on NIfTI files (volumes are written by Carina)."""
+    """nnU-Net's own command line on NIfTI files (volumes are written by Carina), in its
+    sequential mode (no worker processes)."""
     src = out.parent / f"{out.name}-in"
     src.mkdir()
     for name, item in inputs.items():
@@ -97,12 +111,13 @@ def _nnunetv2_predict(work: Path, inputs: dict[str, Volume | Path], out: Path) -
         "nnUNet_preprocessed": str(work / "nnUNet_preprocessed"),
         "nnUNet_results": str(work / "nnUNet_results"),
         "nnUNet_compile": "f",
+        "OMP_NUM_THREADS": "1",
     }
     cmd = [
         str(BIN / "nnUNetv2_predict"),
         "-i", str(src), "-o", str(out),
         "-d", str(DATASET_ID), "-c", "3d_fullres", "-tr", TRAINER, "-f", FOLD,
-        "-device", "cpu", "-npp", "1", "-nps", "1", "--disable_progress_bar",
+        "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_progress_bar",
     ]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from carina.core.errors import ModelError
+from carina.core.errors import LabelError, ModelError
 from carina.core.labels import Label, LabelSet, default_color
 from carina.core.volume import LabelMap, Volume
 from carina.imaging.resample import resample_to_geometry
@@ -143,7 +143,7 @@ def labels_from_dataset(dataset: Mapping[str, Any]) -> LabelSet:
         return LabelSet(out)
     except ModelError:
         raise
-    except (TypeError, ValueError, Exception) as exc:
+    except (TypeError, ValueError, LabelError) as exc:
         raise ModelError(f"dataset.json: invalid labels: {exc}") from exc
 
 
@@ -238,9 +238,10 @@ def _select_device(device: str | None) -> Any:
 class NnUNetRunner:
     """An nnU-Net v2 trained-model folder run through ``nnUNetPredictor`` (module docstring).
 
-    ``folds`` defaults to every ``fold_N`` holding ``checkpoint`` (else ``fold_all``);
-    ``use_mirroring`` and ``tile_step_size`` default to the predictor's (mirroring on, 0.5);
-    ``device`` is ``cpu`` unless ``cuda`` is asked for and available.
+    ``folds`` defaults to the spec's ``options["folds"]``, else every ``fold_N`` holding
+    ``checkpoint`` (else ``fold_all``); ``checkpoint``, ``use_mirroring`` and ``tile_step_size``
+    default to the spec's options, else to the predictor's (``checkpoint_final.pth``, mirroring
+    on, 0.5); ``device`` is ``cpu`` unless ``cuda`` is asked for and available.
     """
 
     def __init__(
@@ -259,7 +260,8 @@ class NnUNetRunner:
         self.root = Path(folder) / (spec.weights or ".")
         self.device = device
         self.checkpoint = str(checkpoint or options.get("checkpoint") or CHECKPOINT)
-        self.folds = list(folds) if folds is not None else None
+        chosen = folds if folds is not None else options.get("folds")
+        self.folds = list(chosen) if chosen is not None else None
         self.use_mirroring = bool(
             options.get("use_mirroring", True) if use_mirroring is None else use_mirroring
         )
