@@ -274,6 +274,7 @@ class NnUNetRunner:
         self._reorient = False
         self._channels = 1
         self._channel_names: list[str] = []
+        self._inspected = False
 
     @property
     def spec(self) -> ModelSpec:
@@ -312,6 +313,7 @@ class NnUNetRunner:
         channels = dataset.get("channel_names") or dataset.get("modality") or {}
         self._channels = max(1, len(channels))
         self._channel_names = [str(channels[k]) for k in sorted(channels, key=lambda k: int(k))]
+        self._inspected = True
         return folds
 
     def load(self, device: str | None = None) -> None:
@@ -355,6 +357,8 @@ class NnUNetRunner:
 
     def handover(self, volume: Volume) -> tuple[Volume, npt.NDArray[np.float32], dict[str, Any]]:
         """The grid nnU-Net's reader would see, its array ``[c, k, j, i]`` and properties."""
+        if not self._inspected:
+            self._inspect()
         grid = volume.reorient("RAS") if self._reorient else volume
         g = grid.geometry
         array = np.asarray(grid.array, dtype=np.float32).transpose(2, 1, 0)[None]
@@ -378,7 +382,7 @@ class NnUNetRunner:
 
         if params:
             raise ModelError(f"model {self.spec.id!r} takes no parameters, got {sorted(params)}")
-        if self._predictor is None:
+        if not self._inspected:
             self._inspect()
         if volume.channels != 1:
             raise ModelError(f"model {self.spec.id!r} needs a single-channel image")
