@@ -55,11 +55,16 @@ def list_command(
 
 @app.command("add")
 def add_command(
-    path: Path = typer.Argument(..., help="Model folder (model.json + weights) or MONAI bundle."),
+    path: Path = typer.Argument(
+        ...,
+        help="Model folder (model.json + weights), MONAI bundle or nnU-Net v2 trained-model "
+        "folder (dataset.json, plans.json, fold_N/).",
+    ),
     model_id: str | None = typer.Option(None, "--id", help="Install under this id."),
     data_dir: Path = DataDir,
 ) -> None:
-    """Install a model folder or a MONAI bundle (copied into the models directory)."""
+    """Install a model folder, a MONAI bundle or an nnU-Net v2 trained-model folder (copied into
+    the models directory)."""
     try:
         spec = add_model(models_dir(data_dir), path, model_id=model_id)
     except CarinaError as exc:

@@ -1,11 +1,12 @@
 """The installed-models directory: ``<data_dir>/models/<id>/`` holding a ``model.json`` spec.
 
 A model folder holds ``model.json`` (a :class:`~carina.models.spec.ModelSpec`) and its weights
-(a state dict, TorchScript or ONNX file, or a MONAI bundle). :func:`add_model` copies a folder
-in (a bare MONAI bundle gets its ``model.json`` from the bundle's metadata), :func:`remove_model`
-deletes one, :func:`installed_models` lists them (:func:`scan_models` also names the unreadable
-ones) and :func:`runner_for` builds the runner for a spec's format. Runners load their weights at
-first use.
+(a state dict, TorchScript or ONNX file, a MONAI bundle or an nnU-Net v2 trained-model folder).
+:func:`add_model` copies a folder in (a bare MONAI bundle gets its ``model.json`` from the
+bundle's metadata, an nnU-Net folder from its ``dataset.json`` and ``plans.json``),
+:func:`remove_model` deletes one, :func:`installed_models` lists them (:func:`scan_models` also
+names the unreadable ones) and :func:`runner_for` builds the runner for a spec's format. Runners
+load their weights at first use.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ def runner_for(spec: ModelSpec, folder: str | Path, device: str | None = None) -
         from carina.models.bundle import BundleRunner
 
         return BundleRunner(spec, folder, device=device)
+    if spec.format == "nnunet":
+        from carina.models.nnunet import NnUNetRunner
+
+        return NnUNetRunner(spec, folder, device=device)
     raise ModelError(f"no runner for format {spec.format!r}")  # pragma: no cover
 
 
@@ -107,8 +112,15 @@ def add_model(
 
         read_config(src)
         spec = spec_from_bundle(src, model_id)
+    elif (src / "plans.json").is_file() or (src / "dataset.json").is_file():
+        from carina.models.nnunet import spec_from_nnunet
+
+        spec = spec_from_nnunet(src, model_id)
     else:
-        raise ModelError(f"{src} has neither {SPEC_FILE} nor configs/metadata.json")
+        raise ModelError(
+            f"{src} has neither {SPEC_FILE}, configs/metadata.json (MONAI bundle) nor "
+            "dataset.json and plans.json (nnU-Net trained-model folder)"
+        )
     if model_id is not None and spec.id != model_id:
         from dataclasses import replace
 

@@ -24,7 +24,7 @@ from carina.core.labels import LabelSet
 from carina.models.base import ToolSpec
 
 #: Weight formats a runner exists for.
-FORMATS = ("torch", "torchscript", "onnx", "monai-bundle")
+FORMATS = ("torch", "torchscript", "onnx", "monai-bundle", "nnunet")
 #: How a model is called: image only, or image plus clicks.
 KINDS = ("segmentation", "interactive")
 #: The formats an interactive model may have (its runner feeds three input channels itself).
@@ -78,9 +78,11 @@ class ModelSpec(ToolSpec):
     network sees; ``None`` keeps the input grid. ``roi_size`` is the sliding-window patch (voxels).
     Output channel ``i`` of the network is label value ``i`` (channel 0 is background).
     ``network`` names a MONAI network and its arguments when the weights are a state dict
-    (``format="torch"``). ``weights`` is the weights file (or the bundle folder) relative to the
-    spec's folder. ``kind`` is ``segmentation`` (image in, labels out) or ``interactive``
-    (image and clicks in, :attr:`guidance` saying how clicks become input channels).
+    (``format="torch"``). ``weights`` is the weights file (or the bundle or nnU-Net folder)
+    relative to the spec's folder. ``options`` holds format-specific settings (for ``nnunet``:
+    configuration, trainer, plans, folds, checkpoint, input channels, nnU-Net's reader).
+    ``kind`` is ``segmentation`` (image in, labels out) or ``interactive`` (image and clicks in,
+    :attr:`guidance` saying how clicks become input channels).
     """
 
     format: str = "torch"
@@ -94,6 +96,7 @@ class ModelSpec(ToolSpec):
     licence: str = ""
     kind: str = "segmentation"
     guidance: Guidance | None = None
+    options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -148,6 +151,7 @@ class ModelSpec(ToolSpec):
                 if self.guidance is not None
                 else None
             ),
+            "options": self.options,
         }
 
     @property
@@ -193,6 +197,7 @@ class ModelSpec(ToolSpec):
                     if guide is not None
                     else None
                 ),
+                options=data.get("options"),
             )
         except ModelError:
             raise
