@@ -221,6 +221,24 @@ def test_viewer_shows_the_lung_ct(web_server: WebServer, lung_ct: dict[str, Any]
     assert result["mip"]["vsThin"] > 2
     assert result["mip"]["stats"]["mean"] > result["views"]["axial"]["mean"]
     assert result["volume"]["presetDifference"] > 2
+
+    # auto-rotate turns the 3D camera about its view-up axis through the focal point, then stops
+    spin = result["spin"]
+    before, during = (
+        np.asarray(spin["before"]["viewPlaneNormal"]),
+        np.asarray(spin["during"]["viewPlaneNormal"]),
+    )
+    turned = np.degrees(np.arccos(np.clip(before @ during, -1, 1)))
+    assert turned > 10, (turned, spin)
+    # at 30 degrees a second of the clock (one step of at most a second beyond)
+    assert turned <= 30 * (spin["seconds"] + 1) + 1, (turned, spin)
+    up = np.asarray(spin["before"]["viewUp"])
+    assert np.asarray(spin["during"]["viewUp"]) == pytest.approx(up, abs=1e-6)
+    assert abs(during @ up) < 1e-6  # still perpendicular to the axis it turns about
+    assert spin["during"]["focalPoint"] == pytest.approx(spin["before"]["focalPoint"], abs=1e-6)
+    assert spin["later"]["viewPlaneNormal"] == pytest.approx(
+        spin["stopped"]["viewPlaneNormal"], abs=1e-9
+    )
     # the lung surface (STL from the server) is drawn in the 3D viewport
     state, points = result["mesh"]["state"].split(":")
     assert state == "shown"

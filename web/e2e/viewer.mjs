@@ -212,5 +212,29 @@ await run(async (page, opts) => {
 
   lap("volume");
   await pageShot(page, out("mpr3d.png"));
-  return { patient, thumbnails, stack, overlay, mesh, scrolled, length, roi, views, voxels, mip, volume, timings, total: (Date.now() - t0) / 1000 };
+
+  // auto-rotation of the 3D view: the camera turns about its view-up axis while switched on
+  const camera3d = () => page.evaluate(() => window.carinaViewer.camera("3d"));
+  const spin = { before: await camera3d() };
+  await page.check("[data-testid=auto-rotate]");
+  const spinStarted = Date.now();
+  // software rendering draws a 3D frame in seconds: wait for a 10 degree turn
+  await page.waitForFunction(
+    (n0) => {
+      const n = window.carinaViewer.camera("3d").viewPlaneNormal;
+      return n0[0] * n[0] + n0[1] * n[1] + n0[2] * n[2] < Math.cos((10 * Math.PI) / 180);
+    },
+    spin.before.viewPlaneNormal,
+    { timeout: 60000, polling: 100 },
+  );
+  spin.seconds = (Date.now() - spinStarted) / 1000;
+  spin.during = await camera3d();
+  await page.uncheck("[data-testid=auto-rotate]");
+  await page.waitForTimeout(300);
+  spin.stopped = await camera3d();
+  await page.waitForTimeout(700);
+  spin.later = await camera3d();
+  await shot(page, "[data-viewport=\"3d\"]", out("3d-rotated.png"));
+  lap("spin");
+  return { patient, thumbnails, stack, overlay, mesh, scrolled, length, roi, views, voxels, mip, volume, spin, timings, total: (Date.now() - t0) / 1000 };
 });

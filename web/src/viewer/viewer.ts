@@ -122,6 +122,30 @@ export interface ViewerOptions {
 }
 
 /** A mounted viewer on one series; `destroy()` frees its GPU and cache resources. */
+/** Degrees per second of the 3D auto-rotation. */
+export const AUTO_ROTATE_DEG_PER_S = 30;
+
+/** Moves a viewport's camera by `angle` (radians) about its view-up axis through the focal
+ * point (Rodrigues' rotation of the focal point to camera vector), and renders. */
+function orbit(viewport: Types.IVolumeViewport, angle: number): void {
+  const { position, focalPoint, viewUp } = viewport.getCamera();
+  if (!position || !focalPoint || !viewUp) return;
+  const v = [position[0] - focalPoint[0], position[1] - focalPoint[1], position[2] - focalPoint[2]];
+  const u = viewUp;
+  const c = Math.cos(angle);
+  const s = Math.sin(angle);
+  const ud = u[0] * v[0] + u[1] * v[1] + u[2] * v[2];
+  const cross = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
+  const turned = [0, 1, 2].map((i) => v[i] * c + cross[i] * s + u[i] * ud * (1 - c));
+  const length = Math.hypot(turned[0], turned[1], turned[2]) || 1;
+  viewport.setCamera({
+    focalPoint,
+    position: [focalPoint[0] + turned[0], focalPoint[1] + turned[1], focalPoint[2] + turned[2]] as Types.Point3,
+    viewPlaneNormal: [turned[0] / length, turned[1] / length, turned[2] / length] as Types.Point3,
+  });
+  viewport.render();
+}
+
 export class Viewer {
   readonly root: HTMLElement;
   readonly grid: HTMLElement;
@@ -137,6 +161,8 @@ export class Viewer {
   slabMode: SlabMode = "none";
   slabThickness = 20;
   volumePreset = "bone";
+  /** The pending animation frame of the 3D auto-rotation (null: not rotating). */
+  private spinFrame: number | null = null;
   /** Degrees the sagittal and coronal planes are turned about the axial plane's normal (oblique MPR). */
   mprRotation = 0;
   activeTool = WindowLevelTool.toolName;
@@ -268,6 +294,8 @@ export class Viewer {
       ...Object.keys(VOLUME_PRESETS).map((name) => h("option", { value: name }, `3D: ${name}`)),
     );
     volumePreset.addEventListener("change", () => this.setVolumePreset(volumePreset.value));
+    const spin = h("input", { type: "checkbox", "data-testid": "auto-rotate", "aria-label": "Auto-rotate 3D" }) as HTMLInputElement;
+    spin.addEventListener("change", () => this.setAutoRotate(spin.checked));
 
     const rotation = h("input", {
       type: "number",
@@ -287,7 +315,7 @@ export class Viewer {
       this.reset();
     });
 
-    return h("div", { class: "toolbar" }, layout, presets, tools, slab, thickness, thicknessLabel, volumePreset, h("label", {}, "Oblique ", rotation, "°"), reset);
+    return h("div", { class: "toolbar" }, layout, presets, tools, slab, thickness, thicknessLabel, volumePreset, h("label", {}, spin, " Auto-rotate"), h("label", {}, "Oblique ", rotation, "°"), reset);
   }
 
   // -- tools ------------------------------------------------------------------------------------
@@ -590,6 +618,30 @@ export class Viewer {
     }
   }
 
+  /** Turns the 3D viewports' cameras about their view-up axis through the focal point, at
+   * {@link AUTO_ROTATE_DEG_PER_S}, until switched off (kept across layouts). */
+  setAutoRotate(on: boolean): void {
+    this.root.dataset.autoRotate = on ? "on" : "off";
+    if (!on) {
+      if (this.spinFrame !== null) cancelAnimationFrame(this.spinFrame);
+      this.spinFrame = null;
+      return;
+    }
+    if (this.spinFrame !== null) return;
+    let last = performance.now();
+    const step = (now: number) => {
+      // the angle follows the clock, however slowly the frames come (software rendering)
+      const angle = (AUTO_ROTATE_DEG_PER_S * Math.min(1, (now - last) / 1000) * Math.PI) / 180;
+      last = now;
+      for (const cell of this.cells.filter((c) => c.kind === "3d")) {
+        const viewport = this.engine.getViewport(cell.id) as Types.IVolumeViewport | undefined;
+        if (viewport) orbit(viewport, angle);
+      }
+      this.spinFrame = this.destroyed ? null : requestAnimationFrame(step);
+    };
+    this.spinFrame = requestAnimationFrame(step);
+  }
+
   setVolumePreset(name: string): void {
     this.volumePreset = name;
     for (const cell of this.cells.filter((c) => c.kind === "3d")) {
@@ -741,6 +793,7 @@ export class Viewer {
 
   destroy(): void {
     this.destroyed = true;
+    this.setAutoRotate(false);
     for (const [type, handler] of this.listeners) eventTarget.removeEventListener(type, handler);
     for (const groupId of [this.stackGroupId, this.volumeGroupId, this.group3dId]) {
       ToolGroupManager.destroyToolGroup(groupId);
