@@ -111,6 +111,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/api/projects/{project}/deid/pseudonym"): "study.store",
     ("GET", "/api/projects/{project}/studies/{study}/series/{series}/volume"): "study.read",
     ("GET", "/api/projects/{project}/studies/{study}/series/{series}/render"): "study.read",
+    ("GET", _SERIES + "/frames"): "study.read",
     ("GET", _SERIES + "/segmentations"): "study.read",
     ("POST", _SERIES + "/grow"): "annotation.write",
     ("GET", _SERIES + "/segmentations/{seg_series}/labelmap"): "study.read",
