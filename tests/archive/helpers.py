@@ -17,6 +17,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: each stays bound until all are chosen (free ports chosen one
+    at a time may repeat before the first is listened on)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def multipart_body(
     parts: list[bytes], content_type: str = "application/dicom"
 ) -> tuple[bytes, str]:

@@ -16,7 +16,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from .helpers import free_port
+from .helpers import free_ports
 from .test_crash import _assert_consistent
 
 _CLI = "from carina.cli.main import app; app()"
@@ -113,7 +113,7 @@ def test_sigkill_of_the_server_during_cstore_loses_no_acknowledged_instance(
     for n, ds in enumerate(datasets):
         ds.save_as(outbox / f"{n:04d}.dcm", enforce_file_format=True)
     data_dir = tmp_path / "data"
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port = free_ports(2)
 
     server = _serve(data_dir, http_port, dicom_port)
     log = tmp_path / "acknowledged.txt"

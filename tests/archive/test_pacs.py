@@ -29,7 +29,7 @@ from carina.archive.pacs import PacsClient, PacsError, Peer, WebPeer
 from carina.cli.main import app
 from carina.services.settings import Settings
 
-from .helpers import admin_headers, free_port, orthanc_peer
+from .helpers import admin_headers, free_port, free_ports, orthanc_peer
 
 
 @pytest.fixture
@@ -124,8 +124,7 @@ ORTHANC_PEER = orthanc_peer()
 )
 def test_with_orthanc(shared_data: Path, lung_ct_files: list[Path], tmp_path: Path) -> None:
     orthanc_dir = tmp_path / "orthanc"
-    http_port, dicom_port = free_port(), free_port()
-    local_port = free_port()
+    http_port, dicom_port, local_port = free_ports(3)
     env = dict(
         os.environ, ORTHANC_MODALITIES=json.dumps({"LOCAL": ["LOCAL", "127.0.0.1", local_port]})
     )

@@ -40,7 +40,7 @@ from carina.core.errors import NotFoundError
 from carina.services.auth import auth_services
 from carina.services.settings import Settings
 
-from .helpers import free_port, orthanc_peer
+from .helpers import free_ports, orthanc_peer
 
 ORTHANC_PEER = orthanc_peer()
 pytestmark = pytest.mark.skipif(
@@ -125,7 +125,7 @@ def orthanc(
     tmp_path_factory: pytest.TempPathFactory, lung_ct_files: list[Path], shared_data: Path
 ) -> Iterator[Orthanc]:
     directory = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port, move_port = free_port(), free_port(), free_port()
+    http_port, dicom_port, move_port = free_ports(3)
     modalities = {"LOCAL": ["LOCAL", "127.0.0.1", move_port]}
     env = dict(os.environ, ORTHANC_MODALITIES=json.dumps(modalities))
     start = [str(ORTHANC_PEER), "start", str(directory), str(http_port), str(dicom_port)]

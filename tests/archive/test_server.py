@@ -36,7 +36,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from carina.api import create_app
 from carina.services.settings import Settings
 
-from .helpers import ADMIN_PASSWORD, admin_headers, free_port, split_multipart
+from .helpers import ADMIN_PASSWORD, admin_headers, free_ports, split_multipart
 
 STORESCU = Path("/usr/bin/storescu")
 
@@ -57,7 +57,7 @@ def _nodelay(event: Event) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     data_dir = tmp_path_factory.mktemp("live") / "data"
-    port, move_port = free_port(), free_port()
+    port, move_port = free_ports(2)
     settings = Settings(
         data_dir=data_dir,
         port=port,
@@ -335,7 +335,7 @@ def test_dcmtk_storescu(live: Live, shared_data: Path) -> None:
 
 
 def test_carina_serve_command(tmp_path: Path, lung_ct_files: list[Path]) -> None:
-    http_port, dicom_port = free_port(), free_port()
+    http_port, dicom_port = free_ports(2)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     command = [
         sys.executable,
