@@ -17,7 +17,7 @@ from carina.models.installed import add_model, runner_for
 from carina.models.morphology import dice
 from carina.models.registry import default_registry
 from carina.models.spec import Guidance, ModelSpec
-from carina.models.train_click import click_spec, main
+from carina.models.train_click import click_spec, largest_error, main
 
 from ..conftest import TinyClick
 from .conftest import Case
@@ -129,16 +129,7 @@ def test_a_click_segments_that_organ_on_a_held_out_ct(
 def _correction(case: Case, ref: np.ndarray, got: np.ndarray) -> tuple[bool, list[float]] | None:
     """The click an annotator adds: at the deepest voxel of the larger of the missed and the
     leaked regions (foreground for a miss, background for a leak)."""
-    best: tuple[bool, np.ndarray] | None = None
-    size = 0
-    for is_fg, err in ((True, ref & ~got), (False, got & ~ref)):
-        lab, n = ndi.label(err)
-        if n == 0:
-            continue
-        counts = np.bincount(lab.ravel())[1:]
-        k = int(np.argmax(counts)) + 1
-        if counts[k - 1] > size:
-            size, best = int(counts[k - 1]), (is_fg, lab == k)
+    best = largest_error(got, ref)
     return None if best is None else (best[0], _deepest(case, best[1]))
 
 

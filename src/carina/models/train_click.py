@@ -160,12 +160,13 @@ def _thin_slab(
     return image[:, :, index], target[:, :, index], keep(fg), keep(bg)
 
 
-def _error_click(
+def largest_error(
     pred: npt.NDArray[np.bool_], target: npt.NDArray[np.bool_]
-) -> tuple[bool, npt.NDArray[np.intp]] | None:
-    """(is_foreground, voxel) of the click an annotator adds: the deepest voxel of the larger of
-    the missed and the leaked regions; ``None`` when the prediction is right."""
-    best: tuple[bool, npt.NDArray[np.intp]] | None = None
+) -> tuple[bool, npt.NDArray[np.bool_]] | None:
+    """The region an annotator corrects next: the largest connected region of the missed
+    (``True``, a foreground click) or the leaked (``False``, a background click) voxels;
+    ``None`` when the prediction is right."""
+    best: tuple[bool, npt.NDArray[np.bool_]] | None = None
     size = 0
     for is_fg, err in ((True, target & ~pred), (False, pred & ~target)):
         lab, n = ndi.label(err)
@@ -174,10 +175,20 @@ def _error_click(
         counts = np.bincount(lab.ravel())[1:]
         k = int(np.argmax(counts)) + 1
         if counts[k - 1] > size:
-            size = int(counts[k - 1])
-            depth = ndi.distance_transform_edt(lab == k)
-            best = (is_fg, np.array(np.unravel_index(int(np.argmax(depth)), err.shape)))
+            size, best = int(counts[k - 1]), (is_fg, lab == k)
     return best
+
+
+def _error_click(
+    pred: npt.NDArray[np.bool_], target: npt.NDArray[np.bool_]
+) -> tuple[bool, npt.NDArray[np.intp]] | None:
+    """(is_foreground, voxel) of the click an annotator adds: the deepest voxel (in voxels) of
+    :func:`largest_error`; ``None`` when the prediction is right."""
+    error = largest_error(pred, target)
+    if error is None:
+        return None
+    depth = ndi.distance_transform_edt(error[1])
+    return error[0], np.array(np.unravel_index(int(np.argmax(depth)), depth.shape))
 
 
 def train_click_unet(
