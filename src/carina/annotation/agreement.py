@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from carina.core.errors import GeometryError, LabelError
+from carina.core.labels import label_dtype
 
 Mask = npt.NDArray[np.bool_]
 
@@ -126,7 +127,7 @@ def majority_vote(maps: Sequence[npt.NDArray[Any]], values: Sequence[int]) -> np
     if not maps:
         raise LabelError("majority vote needs at least one label map")
     _check_grid({str(i): m for i, m in enumerate(maps)})
-    dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
+    dtype = label_dtype(max(values, default=0))
     out = np.zeros(maps[0].shape, dtype=dtype)
     need = len(maps) / 2.0
     for value in values:
@@ -153,7 +154,7 @@ def staple(
     if len(maps) < 2:
         raise LabelError("STAPLE needs at least two label maps")
     _check_grid({str(i): m for i, m in enumerate(maps)})
-    dtype = np.uint8 if max(values, default=0) < 256 else np.uint16
+    dtype = label_dtype(max(values, default=0))
     best = np.zeros(maps[0].shape, dtype=np.float64)
     out = np.zeros(maps[0].shape, dtype=dtype)
     sensitivity: dict[int, list[float]] = {}

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from carina.core.errors import LabelError
 
 RGB = tuple[int, int, int]
@@ -41,6 +43,17 @@ class Label:
             raise LabelError(f"label {self.value} has an empty name")
         if len(self.color) != 3 or any(not 0 <= c <= 255 for c in self.color):
             raise LabelError(f"label {self.value} colour must be three values 0..255")
+
+
+def label_dtype(max_value: int) -> type[np.uint8] | type[np.uint16] | type[np.int32]:
+    """The smallest array type for label values up to ``max_value``: ``uint8`` up to 255,
+    ``uint16`` up to 65535, ``int32`` beyond. Choose it from the largest *value*, not from how
+    many labels there are: two labels 1 and 300 need 16 bits."""
+    if max_value <= np.iinfo(np.uint8).max:
+        return np.uint8
+    if max_value <= np.iinfo(np.uint16).max:
+        return np.uint16
+    return np.int32
 
 
 def default_color(value: int) -> RGB:

@@ -24,7 +24,7 @@ from skimage.measure import find_contours
 
 from carina.core.errors import DicomError, GeometryError, LabelError
 from carina.core.geometry import Geometry
-from carina.core.labels import Label, LabelSet
+from carina.core.labels import Label, LabelSet, label_dtype
 from carina.core.volume import LabelMap
 
 #: Study Component Management SOP Class, referenced by RTReferencedStudySequence.
@@ -268,7 +268,7 @@ def read_rtstruct(source: str | Path | Dataset, geometry: Geometry) -> LabelMap:
         raise DicomError("not an RT Structure Set (Modality is not RTSTRUCT)")
     numbers = {int(r.ROINumber): str(r.ROIName) for r in ds.get("StructureSetROISequence", [])}
     values = {number: value for value, number in enumerate(numbers, start=1)}
-    out = np.zeros(geometry.shape, dtype=np.uint16 if len(values) > 255 else np.uint8)
+    out = np.zeros(geometry.shape, dtype=label_dtype(len(values)))
     inverse = np.linalg.inv(geometry.affine)
     colours: dict[int, tuple[int, int, int]] = {}
     for roi in ds.get("ROIContourSequence", []):

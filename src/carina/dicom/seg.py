@@ -26,7 +26,7 @@ from pydicom.sr.codedict import codes
 
 from carina.core.errors import DicomError, GeometryError, LabelError
 from carina.core.geometry import Geometry
-from carina.core.labels import Code, Label, LabelSet
+from carina.core.labels import Code, Label, LabelSet, label_dtype
 from carina.core.volume import LabelMap
 
 #: Coding scheme for structures that carry no standard code (a private scheme, as PS3.16 allows).
@@ -133,7 +133,7 @@ def build_segmentation(
     for number, value in enumerate(present, start=1):
         lut[value] = number
     segment_numbers = lut[np.asarray(labels.array)]
-    dtype = np.uint8 if len(present) < 256 else np.uint16
+    dtype = label_dtype(len(present))  # segment numbers 1..n
     # highdicom encodes frames along the first array axis, rows along the second and columns
     # along the third: (k, j, i) for Carina's (i, j, k) arrays, with the affine's columns swapped.
     volume = hd.Volume(
@@ -237,7 +237,7 @@ def read_segmentation(path: str | Path | Dataset, labels: LabelSet | None = None
             with contextlib.suppress(LabelError):
                 value = labels.by_name(name).value
         mapping[number] = (value, name)
-    out_dtype = np.uint8 if max(v for v, _ in mapping.values()) < 256 else np.uint16
+    out_dtype = label_dtype(max(v for v, _ in mapping.values()))
     geometry = Geometry(affine, arr.shape[:3], seg.FrameOfReferenceUID)
     result = np.zeros(arr.shape[:3], dtype=out_dtype)
     for channel, number in enumerate(numbers):

@@ -28,7 +28,7 @@ from scipy import ndimage as ndi
 
 from carina.core.errors import GeometryError, ImageIOError, LabelError
 from carina.core.geometry import Geometry
-from carina.core.labels import Code, Label, LabelSet, default_color
+from carina.core.labels import Code, Label, LabelSet, default_color, label_dtype
 from carina.core.volume import LabelMap
 from carina.imaging.sitk import apply_geometry, geometry_of
 
@@ -134,14 +134,6 @@ def _parse_tags(text: str) -> dict[str, str]:
 
 
 # -- writing ----------------------------------------------------------------------------------
-def _dtype_for(max_value: int) -> type[np.unsignedinteger[Any]] | type[np.int32]:
-    if max_value <= np.iinfo(np.uint8).max:
-        return np.uint8
-    if max_value <= np.iinfo(np.uint16).max:
-        return np.uint16
-    return np.int32
-
-
 def _extents(array: npt.NDArray[Any]) -> dict[int, tuple[int, ...]]:
     """Inclusive voxel bounding box (i0, i1, j0, j1, k0, k1) of each positive value present."""
     if array.dtype == np.bool_:
@@ -197,7 +189,7 @@ def write_seg_nrrd(label_map: LabelMap, path: str | Path) -> Path:
     p = Path(path)
     array = np.asarray(label_map.array)
     top = max([0, *label_map.labels.values, *label_map.present_values()])
-    data = np.ascontiguousarray(array.astype(_dtype_for(top), copy=False).transpose(2, 1, 0))
+    data = np.ascontiguousarray(array.astype(label_dtype(top), copy=False).transpose(2, 1, 0))
     image = sitk.GetImageFromArray(data)
     apply_geometry(image, label_map.geometry)
     for key, value in segment_fields(label_map).items():
@@ -447,7 +439,7 @@ def _merged(
     path: Path,
 ) -> npt.NDArray[Any]:
     """One label map of the layers, segment ``n`` holding ``new_values[n]``."""
-    out = np.zeros(geometry.shape, dtype=_dtype_for(max(new_values)))
+    out = np.zeros(geometry.shape, dtype=label_dtype(max(new_values)))
     owner: dict[int, list[Segment]] = {}
     for segment, value in zip(segments, new_values, strict=True):
         if not 0 <= segment.layer < len(layers):

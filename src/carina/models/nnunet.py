@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from carina.core.errors import LabelError, ModelError
-from carina.core.labels import Label, LabelSet, default_color
+from carina.core.labels import Label, LabelSet, default_color, label_dtype
 from carina.core.volume import LabelMap, Volume
 from carina.imaging.resample import resample_to_geometry
 from carina.models.base import SegmentationResult, Timings
@@ -423,7 +423,7 @@ class NnUNetRunner:
             if isinstance(seg, torch.Tensor):
                 seg = seg.numpy()
             out = np.ascontiguousarray(np.asarray(seg).transpose(2, 1, 0))
-            out = out.astype(np.uint8 if len(self.spec.labels) < 255 else np.uint16)
+            out = out.astype(label_dtype(max(self.spec.labels.values, default=0)))
             if out.shape != grid.shape:
                 raise ModelError(
                     f"model {self.spec.id!r}: nnU-Net returned shape {out.shape}, "

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from carina.core.errors import ModelError
+from carina.core.labels import label_dtype
 from carina.core.volume import LabelMap, Volume
 from carina.imaging.resample import resample_to_geometry
 from carina.models.base import SegmentationResult, Timings
@@ -80,7 +81,7 @@ class ModelRunner:
         return grid, scale_intensity(np.asarray(grid.array), self.spec.intensity)
 
     def postprocess(self, labels: npt.NDArray[Any], grid: Volume, volume: Volume) -> LabelMap:
-        out = np.asarray(labels).astype(np.uint8 if len(self.spec.labels) < 255 else np.uint16)
+        out = np.asarray(labels).astype(label_dtype(max(self.spec.labels.values, default=0)))
         known = np.isin(out, (0, *self.spec.labels.values))
         out[~known] = 0
         on_model = LabelMap(out, grid.geometry, labels=self.spec.labels)

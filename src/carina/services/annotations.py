@@ -47,6 +47,7 @@ from carina.core.errors import (
     SeriesError,
 )
 from carina.core.geometry import Geometry
+from carina.core.labels import label_dtype
 from carina.core.volume import LabelMap
 from carina.dicom import SeriesInfo, load_series, scan
 from carina.dicom.files import open_dataset
@@ -125,7 +126,7 @@ def stored_series(archive: Archive, study_uid: str, series_uid: str) -> Iterator
 
 
 def _dtype_for(values: Sequence[int]) -> type[Any]:
-    return np.uint8 if max(values, default=0) < 256 else np.uint16
+    return label_dtype(max(values, default=0))
 
 
 @dataclass(frozen=True)

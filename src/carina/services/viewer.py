@@ -29,6 +29,7 @@ from carina.archive.archive import StoredInstance
 from carina.archive.dicomjson import PIXEL_TAGS
 from carina.archive.pixels import frame_bytes, frame_count, read_dataset
 from carina.core.errors import ConfigurationError, ModelError, NotFoundError
+from carina.core.labels import label_dtype
 from carina.core.volume import LabelMap, Volume
 from carina.db import Instance, Series, Study
 from carina.dicom import InstanceRef, SeriesInfo, load_series
@@ -392,7 +393,7 @@ def labelmap(
 def labelmap_bytes(labels: LabelMap) -> tuple[bytes, str]:
     """The label values in C order (slice k, row j, column i) and their dtype name."""
     array = np.asarray(labels.array)
-    dtype = np.uint8 if int(array.max(initial=0)) <= 255 else np.uint16
+    dtype = label_dtype(int(array.max(initial=0)))
     ordered = np.ascontiguousarray(array.transpose(2, 1, 0), dtype=dtype)
     return ordered.tobytes(), np.dtype(dtype).name
 
