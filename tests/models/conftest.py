@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from carina.core import LabelMap, LabelSet, Volume
 from carina.dicom import read_volume
 from carina.imaging import read_image, read_labelmap
 from carina.models.morphology import fill_holes_per_slice
+from carina.models.nnunet_tiny import TrainingCase
 
 
 @dataclass
@@ -106,3 +108,43 @@ def tiny_lung(lung_ct: Case, tmp_path_factory: pytest.TempPathFactory) -> TinyLu
         save_model(net, spec, folders[fmt], fmt)
     bundle = save_bundle(net, spec, root / "bundle")
     return TinyLung(lung_ct.volume, folders, bundle, train_s)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread: on a shared two-core machine a second thread waiting for a busy core
+    makes nnU-Net's inference many times slower (and its timings meaningless)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class TinyNnUNet:
+    """The tiny nnU-Net v2 body model (:mod:`carina.models.nnunet_tiny`), trained once per
+    session on three real CTs; ``work`` holds nnU-Net's raw, preprocessed and results folders."""
+
+    folder: Path
+    work: Path
+    cases: list[TrainingCase]
+    train_s: float
+    plan_s: float
+
+    @property
+    def lung_ct(self) -> Volume:
+        return self.cases[0].image
+
+
+@pytest.fixture(scope="session")
+def tiny_nnunet(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyNnUNet:
+    pytest.importorskip("nnunetv2")
+    from carina.models.nnunet_tiny import default_cases, train_tiny_nnunet
+
+    work = tmp_path_factory.mktemp("nnunet")
+    cases = default_cases(shared_data)
+    model = train_tiny_nnunet(cases, work)
+    print(f"nnU-Net plan+preprocess {model.plan_s:.1f} s, training {model.train_s:.1f} s")
+    return TinyNnUNet(model.folder, work, cases, model.train_s, model.plan_s)

@@ -9,8 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +33,8 @@ from carina.models.nnunet import (
     modalities_from_channels,
     spec_from_nnunet,
 )
-from carina.models.nnunet_tiny import (
-    DATASET_ID,
-    FOLD,
-    TRAINER,
-    TrainingCase,
-    default_cases,
-    train_tiny_nnunet,
-)
+from carina.models.nnunet_tiny import DATASET_ID, FOLD, TRAINER
+from tests.models.conftest import TinyNnUNet
 
 BIN = Path(sys.executable).parent
 #: Dice of the tiny model against its target on each training CT (measured 0.95-0.97)
@@ -54,38 +46,7 @@ def dice(a: npt.NDArray[np.generic], b: npt.NDArray[np.generic]) -> float:
     return float(2 * (x & y).sum() / max(int(x.sum() + y.sum()), 1))
 
 
-@dataclass
-class TinyNnUNet:
-    folder: Path
-    work: Path
-    cases: list[TrainingCase]
-    train_s: float
-    plan_s: float
-
-    @property
-    def lung_ct(self) -> Volume:
-        return self.cases[0].image
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One torch thread: on a shared two-core machine a second thread waiting for a busy core
-    makes nnU-Net's inference many times slower (and its timings meaningless)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_nnunet(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyNnUNet:
-    work = tmp_path_factory.mktemp("nnunet")
-    cases = default_cases(shared_data)
-    model = train_tiny_nnunet(cases, work)
-    print(f"nnU-Net plan+preprocess {model.plan_s:.1f} s, training {model.train_s:.1f} s")
-    return TinyNnUNet(model.folder, work, cases, model.train_s, model.plan_s)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

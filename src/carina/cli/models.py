@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from carina.core.errors import CarinaError
+from carina.core.errors import CarinaError, ModelError
 from carina.models.installed import add_model, models_dir, remove_model, scan_models
 from carina.models.spec import ModelSpec
 
@@ -55,18 +55,51 @@ def list_command(
 
 @app.command("add")
 def add_command(
-    path: Path = typer.Argument(
-        ...,
+    path: Path | None = typer.Argument(
+        None,
         help="Model folder (model.json + weights), MONAI bundle or nnU-Net v2 trained-model "
         "folder (dataset.json, plans.json, fold_N/).",
     ),
     model_id: str | None = typer.Option(None, "--id", help="Install under this id."),
+    totalsegmentator: str | None = typer.Option(
+        None,
+        "--totalsegmentator",
+        metavar="TASK",
+        help="Install a TotalSegmentator task (total, body, lung_vessels...) instead of a folder; "
+        "TotalSegmentator and the task's weights must be installed.",
+    ),
+    fast: bool = typer.Option(
+        False, "--fast", help="With --totalsegmentator: the task's fast (lower resolution) model."
+    ),
+    weights: Path | None = typer.Option(
+        None,
+        "--weights",
+        help="With --totalsegmentator: TotalSegmentator's weights folder (its "
+        "TOTALSEG_WEIGHTS_PATH; default: where TotalSegmentator looks).",
+    ),
     data_dir: Path = DataDir,
 ) -> None:
     """Install a model folder, a MONAI bundle or an nnU-Net v2 trained-model folder (copied into
-    the models directory)."""
+    the models directory), or a TotalSegmentator task (--totalsegmentator TASK)."""
     try:
-        spec = add_model(models_dir(data_dir), path, model_id=model_id)
+        if totalsegmentator is not None:
+            if path is not None:
+                raise ModelError("give a model folder or --totalsegmentator TASK, not both")
+            from carina.models.totalseg import add_totalsegmentator
+
+            spec = add_totalsegmentator(
+                models_dir(data_dir),
+                totalsegmentator,
+                fast=fast,
+                model_id=model_id,
+                weights=weights,
+            )
+        elif path is None:
+            raise ModelError("give a model folder or --totalsegmentator TASK")
+        elif fast or weights is not None:
+            raise ModelError("--fast and --weights go with --totalsegmentator")
+        else:
+            spec = add_model(models_dir(data_dir), path, model_id=model_id)
     except CarinaError as exc:
         raise _fail(exc) from exc
     console.print(f"installed {spec.id} {spec.version} ({spec.format})")
@@ -88,8 +121,6 @@ def info_command(model_id: str = typer.Argument(...), data_dir: Path = DataDir) 
     folder = models_dir(data_dir) / model_id
     try:
         if not (folder / "model.json").is_file():
-            from carina.core.errors import ModelError
-
             raise ModelError(f"no installed model {model_id!r} in {models_dir(data_dir)}")
         spec = ModelSpec.load(folder)
     except CarinaError as exc:

@@ -7,9 +7,11 @@ NIfTI (RAS) is converted to and from LPS here, at the edge; everything above see
 from carina.imaging.formats import (
     SUPPORTED_SUFFIXES,
     check_nifti_bytes,
+    from_nifti,
     is_image_file,
     read_image,
     read_labelmap,
+    to_nifti,
     write_image,
 )
 from carina.imaging.resample import Interpolator, resample_to_geometry, resample_to_spacing
@@ -28,6 +30,7 @@ __all__ = [
     "Interpolator",
     "check_nifti_bytes",
     "check_seg_nrrd_bytes",
+    "from_nifti",
     "from_sitk",
     "is_image_file",
     "read_image",
@@ -36,6 +39,7 @@ __all__ = [
     "read_segments",
     "resample_to_geometry",
     "resample_to_spacing",
+    "to_nifti",
     "to_sitk",
     "write_image",
     "write_seg_nrrd",

@@ -1,7 +1,8 @@
 """Reading and writing NIfTI, NRRD and MetaImage files, and 3D Slicer segmentations.
 
 NIfTI goes through nibabel so that the RAS→LPS conversion is explicit: the file's affine (sform, or
-qform when no sform is set, as nibabel chooses) is multiplied by diag(-1, -1, 1, 1). NRRD and
+qform when no sform is set, as nibabel chooses) is multiplied by diag(-1, -1, 1, 1);
+:func:`to_nifti` and :func:`from_nifti` do the same for nibabel images in memory. NRRD and
 MetaImage go through SimpleITK, which already works in LPS. A name ending in ``.seg.nrrd`` is a
 Slicer segmentation (:mod:`carina.imaging.segnrrd`): label maps only, with their label set.
 """
@@ -112,21 +113,31 @@ def check_nifti_bytes(data: bytes, max_values: int) -> None:
         )
 
 
+def from_nifti(img: Any, name: str = "") -> Volume:
+    """A :class:`Volume` (LPS geometry) from a nibabel NIfTI image in memory (RAS affine)."""
+    path = Path(name or "image.nii")
+    array = _nifti_array(img, path)
+    try:
+        geometry = Geometry.from_ras_affine(
+            np.asarray(img.affine, dtype=np.float64), array.shape[:3]
+        )
+    except GeometryError as exc:
+        raise ImageIOError(f"{path.name}: invalid geometry: {exc}") from exc
+    return Volume(array, geometry, description=name)
+
+
 def _read_nifti(path: Path) -> Volume:
     try:
         img = nib.load(str(path))
-        array = _nifti_array(img, path)
-        affine = np.asarray(img.affine, dtype=np.float64)
+        volume = from_nifti(img, path.name)
     except (OSError, EOFError, ValueError, ImageFileError) as exc:
         raise ImageIOError(f"{path.name}: cannot read NIfTI: {exc}") from exc
-    try:
-        geometry = Geometry.from_ras_affine(affine, array.shape[:3])
-    except GeometryError as exc:
-        raise ImageIOError(f"{path.name}: invalid geometry: {exc}") from exc
-    return Volume(array, geometry, description=path.name)
+    return volume
 
 
-def _write_nifti(volume: Volume, path: Path) -> None:
+def to_nifti(volume: Volume) -> Any:
+    """The nibabel NIfTI image (RAS affine, in memory) that :func:`write_image` writes for
+    ``volume``: the array in its voxel order, the LPS affine turned to RAS in sform and qform."""
     array: npt.NDArray[Any] = np.asarray(volume.array)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
@@ -144,7 +155,11 @@ def _write_nifti(volume: Volume, path: Path) -> None:
     img.set_sform(volume.geometry.ras_affine, code=1)
     img.set_qform(volume.geometry.ras_affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, str(path))
+    return img
+
+
+def _write_nifti(volume: Volume, path: Path) -> None:
+    nib.save(to_nifti(volume), str(path))
 
 
 def read_image(path: str | Path) -> Volume:

@@ -1,7 +1,9 @@
 """The installed-models directory: ``<data_dir>/models/<id>/`` holding a ``model.json`` spec.
 
 A model folder holds ``model.json`` (a :class:`~carina.models.spec.ModelSpec`) and its weights
-(a state dict, TorchScript or ONNX file, a MONAI bundle or an nnU-Net v2 trained-model folder).
+(a state dict, TorchScript or ONNX file, a MONAI bundle or an nnU-Net v2 trained-model folder;
+a TotalSegmentator task's folder holds only its ``model.json``, the weights staying where
+TotalSegmentator keeps them, see :mod:`carina.models.totalseg`).
 :func:`add_model` copies a folder in (a bare MONAI bundle gets its ``model.json`` from the
 bundle's metadata, an nnU-Net folder from its ``dataset.json`` and ``plans.json``),
 :func:`remove_model` deletes one, :func:`installed_models` lists them (:func:`scan_models` also
@@ -61,6 +63,10 @@ def runner_for(spec: ModelSpec, folder: str | Path, device: str | None = None) -
         from carina.models.nnunet import NnUNetRunner
 
         return NnUNetRunner(spec, folder, device=device)
+    if spec.format == "totalsegmentator":
+        from carina.models.totalseg import TotalSegmentatorRunner
+
+        return TotalSegmentatorRunner(spec, folder, device=device)
     raise ModelError(f"no runner for format {spec.format!r}")  # pragma: no cover
 
 

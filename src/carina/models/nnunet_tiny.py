@@ -271,6 +271,40 @@ def train_tiny_nnunet(
     return TrainedModel(folder, raw, done - planned, planned - start)
 
 
+def as_totalsegmentator_body(folder: str | Path, weights_root: str | Path) -> Path:
+    """Place the trained model ``folder`` where TotalSegmentator reads the weights of its
+    ``body`` task in fast mode, under ``weights_root`` (its ``TOTALSEG_WEIGHTS_PATH``).
+
+    The folder TotalSegmentator expects comes from its own tables
+    (:func:`carina.models.totalseg.required_folders`; in 2.x
+    ``Dataset300_body_6mm_1559subj/nnUNetTrainer__nnUNetPlans__3d_fullres``, fold 0). Its
+    trainer, plans and configuration are the ones trained here, so only two names change: the
+    dataset folder (``Dataset990_TinyBody`` becomes TotalSegmentator's) and the fold
+    (``fold_all`` becomes ``fold_0``). ``dataset.json``, ``plans.json`` and
+    ``checkpoint_final.pth`` are copied byte for byte; the model predicts label 1, the body,
+    which is label 1 (``body_trunc``) of TotalSegmentator's ``body`` task. A stand-in for tests:
+    it is not TotalSegmentator's model.
+    """
+    import shutil
+
+    from carina.models.totalseg import required_folders
+
+    (target,) = required_folders("body", fast=True, root=weights_root)
+    expected = f"{TRAINER}__{PLANS}__{CONFIGURATION}"
+    if target.folder.name != expected or len(target.folds) != 1:
+        raise ModelError(
+            f"TotalSegmentator reads {target.folder.name} folds {target.folds} for body (fast), "
+            f"not {expected} with one fold: the tiny model cannot stand in for it"
+        )
+    src = Path(folder)
+    fold = target.folder / f"fold_{target.folds[0]}"
+    fold.mkdir(parents=True, exist_ok=True)
+    for name in ("dataset.json", "plans.json"):
+        shutil.copyfile(src / name, target.folder / name)
+    shutil.copyfile(src / f"fold_{FOLD}" / "checkpoint_final.pth", fold / "checkpoint_final.pth")
+    return target.folder
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 

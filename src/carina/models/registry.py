@@ -2,9 +2,9 @@
 
 Built-in weight-free tools are always present. Installed models extend it: a package exposes a
 factory in the ``carina.models`` entry-point group (``name = "package.module:factory"``) that
-returns a :class:`~carina.models.base.Runner`; a runner for PyTorch, ONNX, a MONAI bundle or an
-nnU-Net folder implements the same protocol (spec + ``run(volume) -> SegmentationResult``), loads
-its weights lazily, and is registered the same way.
+returns a :class:`~carina.models.base.Runner`; a runner for PyTorch, ONNX, a MONAI bundle, an
+nnU-Net folder or a TotalSegmentator task implements the same protocol (spec +
+``run(volume) -> SegmentationResult``), loads its weights lazily, and is registered the same way.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from carina.core.labels import LabelSet
 from carina.models.base import ToolSpec
 
 #: Weight formats a runner exists for.
-FORMATS = ("torch", "torchscript", "onnx", "monai-bundle", "nnunet")
+FORMATS = ("torch", "torchscript", "onnx", "monai-bundle", "nnunet", "totalsegmentator")
 #: How a model is called: image only, or image plus clicks.
 KINDS = ("segmentation", "interactive")
 #: The formats an interactive model may have (its runner feeds three input channels itself).
@@ -80,7 +80,8 @@ class ModelSpec(ToolSpec):
     ``network`` names a MONAI network and its arguments when the weights are a state dict
     (``format="torch"``). ``weights`` is the weights file (or the bundle or nnU-Net folder)
     relative to the spec's folder. ``options`` holds format-specific settings (for ``nnunet``:
-    configuration, trainer, plans, folds, checkpoint, input channels, nnU-Net's reader).
+    configuration, trainer, plans, folds, checkpoint, input channels, nnU-Net's reader; for
+    ``totalsegmentator``: task, fast, weights folder).
     ``kind`` is ``segmentation`` (image in, labels out) or ``interactive`` (image and clicks in,
     :attr:`guidance` saying how clicks become input channels).
     """
