@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from carina.core.errors import ModelError
-from carina.core.labels import Label, LabelSet, default_color
+from carina.core.labels import Label, LabelSet, default_color, label_dtype
 from carina.core.volume import LabelMap, Volume
 from carina.models.base import SegmentationResult, Timings
 from carina.models.spec import ModelSpec
@@ -460,7 +460,7 @@ class TotalSegmentatorRunner:
                     f"not on the input grid {volume.geometry}"
                 )
             array = np.rint(np.asarray(back.array)).astype(
-                np.uint8 if len(self.spec.labels) < 255 else np.uint16
+                label_dtype(max(self.spec.labels.values, default=0))
             )
             array[~np.isin(array, (0, *self.spec.labels.values))] = 0
             result = LabelMap(
