@@ -49,6 +49,32 @@ def test_hausdorff95_by_hand() -> None:
     assert agreement.hausdorff95(line, np.zeros_like(line), (1.0, 1.0, 1.0)) is None
 
 
+def test_surface_dice_by_hand() -> None:
+    # a 4 x 4 x 4 cube and the same cube shifted one 2 mm slice: every surface voxel of either
+    # lies within 2 mm of the other's surface except the far face, 16 of 56 surface voxels
+    a = np.zeros((6, 6, 14), dtype=bool)
+    a[1:5, 1:5, 1:5] = True
+    b = np.roll(a, 1, axis=2)
+    spacing = (1.0, 1.0, 2.0)
+    assert agreement.surface_dice(a, a, spacing, 0.0) == 1.0
+    # surface of the cube: 64 - 8 interior = 56 voxels; at 0 mm the shared ones count: the
+    # side walls of the 3 overlapping slices (12 each) = 36 per cube
+    assert agreement.surface_dice(a, b, spacing, 0.0) == pytest.approx((36 + 36) / 112)
+    # within 1 mm in-plane: the 2 x 2 centre of a's top face (inside b) to b's side walls, and
+    # the same of b's bottom face; the faces one slice apart are 2 mm from the other's surface
+    assert agreement.surface_dice(a, b, spacing, 1.0) == pytest.approx((36 + 4 + 36 + 4) / 112)
+    assert agreement.surface_dice(a, b, spacing, 1.9) == pytest.approx(80 / 112)
+    assert agreement.surface_dice(a, b, spacing, 2.0) == 1.0
+    # a second cube far away, missing from b: its 56 surface voxels count against
+    c = a.copy()
+    c[:, :, 10:12] = True  # a 6 x 6 x 2 slab: 72 voxels, all on its surface, 10 mm from b
+    assert agreement.surface_dice(c, b, spacing, 2.0) == pytest.approx((56 + 56) / (56 + 72 + 56))
+    assert agreement.surface_dice(a, np.zeros_like(a), spacing, 3.0) == 0.0
+    assert agreement.surface_dice(np.zeros_like(a), np.zeros_like(a), spacing, 3.0) is None
+    with pytest.raises(ValueError, match="tolerance"):
+        agreement.surface_dice(a, b, spacing, -1.0)
+
+
 def test_pairwise_volumes_and_csv() -> None:
     a = np.zeros((2, 2, 2), dtype=np.uint8)
     b = np.zeros_like(a)
@@ -171,3 +197,26 @@ def test_real_consensus_of_two_models(total_segs: tuple) -> None:
         got = result.array == v
         assert not (got & ~union).any()  # STAPLE adds nothing no rater drew
         assert (got & inter).sum() == inter.sum()  # and keeps what both drew
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # MONAI's own deprecation notice
+def test_real_surface_dice_equals_monai(total_segs: tuple) -> None:
+    """Surface Dice of the two models' organs equals MONAI's compute_surface_dice."""
+    torch = pytest.importorskip("torch")
+    metrics = pytest.importorskip("monai.metrics")
+    normal, fast, _names, spacing = total_segs
+
+    def onehot(mask: np.ndarray) -> object:
+        return torch.from_numpy(np.stack([~mask, mask])[None].astype(np.float32))
+
+    for value in (1, 2, 3, 5):
+        a, b = normal == value, fast == value
+        for tolerance in (0.0, 3.0):
+            ours = agreement.surface_dice(a, b, spacing, tolerance)
+            theirs = metrics.compute_surface_dice(
+                onehot(a), onehot(b), [tolerance], spacing=list(spacing)
+            )
+            assert ours == pytest.approx(float(theirs), abs=1e-6)
+        # the boundary disagreement of two 3 mm models is about one voxel
+        assert agreement.surface_dice(a, b, spacing, 0.0) < 0.9
+        assert agreement.surface_dice(a, b, spacing, 3.0) > 0.98
