@@ -303,3 +303,57 @@ def test_not_installed_unknown_and_licensed_tasks_are_refused(
         TotalSegmentatorRunner(spec, None).run(standin.tiny.lung_ct)
     with pytest.raises(ModelError, match="TotalSegmentator is not installed"):
         spec_for_task("body")
+
+
+def _unshare_net() -> list[str]:
+    """The command prefix that runs a program in a new, empty network namespace (``unshare``
+    from util-linux: as root directly, otherwise in a user namespace)."""
+    prefix = ["unshare", "--net"] if os.geteuid() == 0 else ["unshare", "--map-root-user", "--net"]
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+    if shutil.which("unshare") is None or probe.returncode != 0:
+        pytest.skip(f"no network namespace here: {probe.stderr.strip()}")
+    return prefix
+
+
+def test_segment_needs_no_network(standin: StandIn, shared_data: Path, tmp_path: Path) -> None:
+    """``carina segment`` with a TotalSegmentator model, every process it starts (nnU-Net's
+    included) in a network namespace with no interface up, equals the run with a network."""
+    prefix = _unshare_net()
+    env = {
+        **os.environ,
+        "TOTALSEG_HOME_DIR": str(standin.home),
+        "TOTALSEG_WEIGHTS_PATH": str(standin.weights),
+        "OMP_NUM_THREADS": "1",
+    }
+    # the namespace has no network: not even loopback answers
+    probe = (
+        "import socket\n"
+        "try:\n"
+        "    socket.create_connection(('127.0.0.1', 9), timeout=2)\n"
+        "except OSError as exc:\n"
+        "    print('refused', exc.errno)\n"
+    )
+    cut = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True)
+    assert cut.returncode == 0, cut.stderr
+    assert cut.stdout.startswith("refused"), cut.stdout
+    data = tmp_path / "data"
+    add = [
+        str(BIN / "carina"), "models", "add", "--totalsegmentator", "body", "--fast",
+        "--id", "ts-body", "--weights", str(standin.weights), "--data-dir", str(data),
+    ]  # fmt: skip
+    done = subprocess.run(add, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ct_dir = shared_data / "lung_ct_tumor_boxes/ct_dicom"
+    out = tmp_path / "offline.nii.gz"
+    segment = [
+        str(BIN / "carina"), "segment", str(ct_dir), "-o", str(out), "--model", "ts-body",
+        "--data-dir", str(data),
+    ]  # fmt: skip
+    done = subprocess.run([*prefix, *segment], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    ct = standin.tiny.lung_ct
+    offline = read_labelmap(out, task_labels("body"))
+    assert offline.geometry.same_grid(ct.geometry, atol=1e-4)
+    online = load_runner(data / "models", "ts-body", "cpu").run(ct).labels
+    assert np.array_equal(np.asarray(offline.array), np.asarray(online.array))
+    assert (np.asarray(offline.array) == 1).sum() > 0
