@@ -183,10 +183,9 @@ def main() -> int:
             surface: dict[str, float | None] = {}
             for name, ref in refs.items():
                 dices[name] = dice(res.labels.mask(name), ref)
-                nsd = surface_dice(
+                surface[name] = surface_dice(
                     res.labels.mask(name), ref, case.volume.geometry.spacing, REFERENCE_MM
                 )
-                surface[name] = nsd
             found = {
                 lab.name: res.labels.volumes_ml().get(lab.value, 0.0) for lab in res.labels.labels
             }

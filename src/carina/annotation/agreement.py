@@ -50,13 +50,19 @@ def _directed(from_surface: Mask, to_surface: Mask, spacing: Sequence[float]) ->
     return values
 
 
+def _surface_distances(
+    a: Mask, b: Mask, spacing: Sequence[float]
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Distances in mm from each surface voxel of ``a`` to ``b``'s surface, and back."""
+    sa, sb = _surface(a), _surface(b)
+    return _directed(sa, sb, spacing), _directed(sb, sa, spacing)
+
+
 def hausdorff95(a: Mask, b: Mask, spacing: Sequence[float]) -> float | None:
     """95th percentile Hausdorff distance in mm; ``None`` when either mask is empty."""
     if not a.any() or not b.any():
         return None
-    sa, sb = _surface(a), _surface(b)
-    ab = _directed(sa, sb, spacing)
-    ba = _directed(sb, sa, spacing)
+    ab, ba = _surface_distances(a, b, spacing)
     return float(max(np.percentile(ab, 95), np.percentile(ba, 95)))
 
 
@@ -75,9 +81,7 @@ def surface_dice(a: Mask, b: Mask, spacing: Sequence[float], tolerance_mm: float
         return None
     if not a.any() or not b.any():
         return 0.0
-    sa, sb = _surface(a), _surface(b)
-    ab = _directed(sa, sb, spacing)
-    ba = _directed(sb, sa, spacing)
+    ab, ba = _surface_distances(a, b, spacing)
     close = int((ab <= tolerance_mm).sum()) + int((ba <= tolerance_mm).sum())
     return close / (ab.size + ba.size)
 
